@@ -1,0 +1,58 @@
+//! Where events go: JSON lines for machines, one line of text per event for people.
+
+mod jsonl;
+mod text;
+
+use std::io::Write;
+
+use probes_core::Event;
+
+pub use jsonl::JsonLines;
+pub use text::TextLines;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per event (schema: docs/events.md).
+    Jsonl,
+}
+
+/// Turns CLOCK_MONOTONIC event times into wall-clock times, with the offset taken once at start.
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock {
+    realtime_minus_monotonic_ns: i128,
+}
+
+impl WallClock {
+    pub fn now() -> WallClock {
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        let mono = probes_core::loader::monotonic_ns() as i128;
+        WallClock { realtime_minus_monotonic_ns: real - mono }
+    }
+
+    pub fn unix_ns(&self, monotonic_ns: u64) -> i128 {
+        monotonic_ns as i128 + self.realtime_minus_monotonic_ns
+    }
+
+    pub fn system_time(&self, monotonic_ns: u64) -> std::time::SystemTime {
+        let ns = self.unix_ns(monotonic_ns).max(0) as u128;
+        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns as u64)
+    }
+}
+
+/// A sink for decoded events.
+pub trait EventSink {
+    fn write_event(&mut self, ev: &Event) -> std::io::Result<()>;
+    fn flush(&mut self) -> std::io::Result<()>;
+}
+
+pub fn sink(format: OutputFormat, out: Box<dyn Write + Send>, clock: WallClock) -> Box<dyn EventSink + Send> {
+    match format {
+        OutputFormat::Text => Box::new(TextLines::new(out, clock)),
+        OutputFormat::Jsonl => Box::new(JsonLines::new(out, clock)),
+    }
+}

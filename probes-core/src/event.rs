@@ -1,0 +1,315 @@
+//! The normalized event schema: what every capture tier produces and the pipeline consumes.
+//!
+//! Nothing after the source knows which tier made an event. Times are CLOCK_MONOTONIC
+//! nanoseconds (what `bpf_ktime_get_ns` returns); the output layer turns them into wall time.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Serialize, Serializer};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// When the record was made (syscall exit for data), CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    /// Process id (thread group id) and thread id.
+    pub pid: u32,
+    pub tid: u32,
+    /// The task's command name (at most 15 bytes, as the kernel keeps it).
+    pub comm: String,
+    /// The socket's file descriptor in that process (-1 where the kernel did not say).
+    pub fd: i32,
+    /// The socket's inode number: with pid and fd it tells a reused fd from the previous socket.
+    pub sock_id: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// accept/connect completed.
+    Open(Open),
+    /// Bytes moved through a socket syscall.
+    Data(Data),
+    /// close() of a socket seen before, with totals counted in the kernel.
+    Close(Close),
+    /// A TCP state change. Often happens in softirq: pid/comm are whoever ran, not the owner.
+    State(TcpState),
+    /// Records the capture could not deliver. Never silent: every lost record is counted here.
+    Loss(Loss),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Seen first mid-stream: the connection was opened before capture started.
+    Unknown,
+    Client,
+    Server,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// The process sent the bytes.
+    Egress,
+    /// The process received the bytes.
+    Ingress,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Syscall {
+    Read,
+    Write,
+    Readv,
+    Writev,
+    Recvfrom,
+    Sendto,
+    Recvmsg,
+    Sendmsg,
+    Recvmmsg,
+    Sendmmsg,
+    Sendfile,
+    Connect,
+    Accept,
+    Accept4,
+    Close,
+}
+
+impl Syscall {
+    pub fn from_wire(n: u32) -> Option<Syscall> {
+        use Syscall::*;
+        Some(match n {
+            1 => Read,
+            2 => Write,
+            3 => Readv,
+            4 => Writev,
+            5 => Recvfrom,
+            6 => Sendto,
+            7 => Recvmsg,
+            8 => Sendmsg,
+            9 => Recvmmsg,
+            10 => Sendmmsg,
+            11 => Sendfile,
+            12 => Connect,
+            13 => Accept,
+            14 => Accept4,
+            15 => Close,
+            _ => return None,
+        })
+    }
+}
+
+/// A socket's transport, role and both ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Connection {
+    pub transport: Transport,
+    pub role: Role,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Open {
+    #[serde(flatten)]
+    pub conn: Connection,
+    pub syscall: Syscall,
+    /// A non-blocking connect returned EINPROGRESS: the handshake had not finished.
+    pub in_progress: bool,
+    pub enter_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Data {
+    #[serde(flatten)]
+    pub conn: Connection,
+    pub syscall: Syscall,
+    pub direction: Direction,
+    /// Bytes the syscall really moved.
+    pub byte_count: u64,
+    /// The captured prefix of those bytes (at most the capture cap).
+    pub payload: Payload,
+    /// Fewer bytes were captured than moved (cap reached, sendfile, or an unreadable buffer).
+    pub truncated: bool,
+    /// The remote address came from the syscall's own sockaddr (unconnected UDP).
+    pub peer_from_msg: bool,
+    pub enter_ns: u64,
+    pub exit_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Close {
+    #[serde(flatten)]
+    pub conn: Connection,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// When the kernel side first saw this socket (open, or first data).
+    pub first_seen_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TcpState {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub old_state: TcpStateName,
+    pub new_state: TcpStateName,
+}
+
+/// TCP states as numbered in the kernel's include/net/tcp_states.h.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpStateName(pub i32);
+
+impl TcpStateName {
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            1 => "ESTABLISHED",
+            2 => "SYN_SENT",
+            3 => "SYN_RECV",
+            4 => "FIN_WAIT1",
+            5 => "FIN_WAIT2",
+            6 => "TIME_WAIT",
+            7 => "CLOSE",
+            8 => "CLOSE_WAIT",
+            9 => "LAST_ACK",
+            10 => "LISTEN",
+            11 => "CLOSING",
+            12 => "NEW_SYN_RECV",
+            _ => "UNKNOWN",
+        }
+    }
+}
+
+impl Serialize for TcpStateName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Loss {
+    /// Where the records were lost.
+    pub source: LossSource,
+    /// How many records, since the previous loss event of this source.
+    pub count: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossSource {
+    /// The kernel could not put an open record into a full buffer.
+    KernelOpen,
+    /// The kernel could not put a data record into a full buffer.
+    KernelData,
+    KernelClose,
+    KernelState,
+    /// The kernel's enter/exit pairing map was full: a syscall went untraced.
+    KernelPending,
+    /// A record arrived that could not be decoded (see the log for why).
+    Undecodable,
+}
+
+impl LossSource {
+    /// The kernel-side `lost` map slots, in their `enum strata_lost_slot` order.
+    pub const KERNEL_SLOTS: [LossSource; 5] = [
+        LossSource::KernelOpen,
+        LossSource::KernelData,
+        LossSource::KernelClose,
+        LossSource::KernelState,
+        LossSource::KernelPending,
+    ];
+}
+
+/// Captured bytes. In JSON they read as text with everything that is not printable ASCII
+/// escaped (`\r`, `\n`, `\t`, `\\`, `\xNN`): lossless, and a request line stays readable.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Payload(pub Vec<u8>);
+
+impl Payload {
+    pub fn escaped(&self) -> String {
+        let mut out = String::with_capacity(self.0.len());
+        for &b in &self.0 {
+            match b {
+                b'\\' => out.push_str("\\\\"),
+                b'\r' => out.push_str("\\r"),
+                b'\n' => out.push_str("\\n"),
+                b'\t' => out.push_str("\\t"),
+                0x20..=0x7e => out.push(b as char),
+                _ => {
+                    use fmt::Write;
+                    let _ = write!(out, "\\x{b:02x}");
+                }
+            }
+        }
+        out
+    }
+
+    /// The inverse of [`Payload::escaped`].
+    pub fn unescape(s: &str) -> Option<Payload> {
+        let mut out = Vec::with_capacity(s.len());
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] != b'\\' {
+                out.push(b[i]);
+                i += 1;
+                continue;
+            }
+            match *b.get(i + 1)? {
+                b'\\' => out.push(b'\\'),
+                b'r' => out.push(b'\r'),
+                b'n' => out.push(b'\n'),
+                b't' => out.push(b'\t'),
+                b'x' => {
+                    let hex = std::str::from_utf8(b.get(i + 2..i + 4)?).ok()?;
+                    out.push(u8::from_str_radix(hex, 16).ok()?);
+                    i += 2;
+                }
+                _ => return None,
+            }
+            i += 2;
+        }
+        Some(Payload(out))
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "b\"{}\"", self.escaped())
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.escaped())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_escaping_round_trips_every_byte() {
+        let all: Vec<u8> = (0..=255u8).chain(b"GET / HTTP/1.1\r\n".iter().copied()).collect();
+        let p = Payload(all.clone());
+        let text = p.escaped();
+        assert!(text.ends_with("GET / HTTP/1.1\\r\\n"));
+        assert_eq!(Payload::unescape(&text), Some(Payload(all)));
+    }
+
+    #[test]
+    fn payload_unescape_rejects_broken_escapes() {
+        assert_eq!(Payload::unescape("\\x4"), None);
+        assert_eq!(Payload::unescape("\\q"), None);
+        assert_eq!(Payload::unescape("tail\\"), None);
+    }
+}
