@@ -59,10 +59,7 @@ fn find_tool(var: &str, names: &[&str]) -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let path = env::var_os("PATH")?;
-    names
-        .iter()
-        .flat_map(|n| env::split_paths(&path).map(move |d| d.join(n)))
-        .find(|p| p.is_file())
+    names.iter().flat_map(|n| env::split_paths(&path).map(move |d| d.join(n))).find(|p| p.is_file())
 }
 
 fn compile(clang: &Path, strip: &Path, bpf_dir: &Path, extra: &[&str], out: &Path) {

@@ -138,8 +138,8 @@ mod tests {
         std::fs::create_dir_all(dir.join("syscalls/sys_enter_read")).unwrap();
         std::fs::write(dir.join("syscalls/sys_enter_read/id"), "1").unwrap();
         assert!(check_tracepoints(&dir, [("syscalls", "sys_enter_read")]).is_ok());
-        let err = check_tracepoints(&dir, [("syscalls", "sys_enter_read"), ("sock", "inet_sock_set_state")])
-            .unwrap_err();
+        let err =
+            check_tracepoints(&dir, [("syscalls", "sys_enter_read"), ("sock", "inet_sock_set_state")]).unwrap_err();
         assert!(err.to_string().contains("sock:inet_sock_set_state"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }

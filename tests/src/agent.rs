@@ -1,0 +1,164 @@
+//! A `strata run --output jsonl` process under test.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Agent {
+    child: Child,
+    stdout: Option<JoinHandle<String>>,
+    stderr_lines: mpsc::Receiver<String>,
+    stderr_seen: Vec<String>,
+}
+
+/// What a stopped agent printed.
+pub struct Captured {
+    pub events: Vec<Value>,
+    pub stderr: String,
+    pub status: ExitStatus,
+}
+
+impl Agent {
+    /// Starts `strata run --output jsonl <extra>` and waits until it says it is capturing.
+    pub fn start(extra: &[&str]) -> Agent {
+        crate::require_root();
+        let mut child = Command::new(crate::strata_bin())
+            .args(["run", "--output", "jsonl"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn strata");
+        let mut out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut s = String::new();
+            out.read_to_string(&mut s).expect("read strata stdout");
+            s
+        });
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut agent = Agent { child, stdout: Some(stdout), stderr_lines: rx, stderr_seen: vec![] };
+        agent.wait_for_stderr("capturing:", Duration::from_secs(30));
+        agent
+    }
+
+    fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.stderr_lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.stderr_seen.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let _ = self.child.kill();
+        panic!("strata did not start capturing; its stderr:\n{}", self.stderr_seen.join("\n"));
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal`, waits for the exit, and returns everything printed.
+    pub fn stop_with(mut self, signal: i32) -> Captured {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("strata did not exit within 30 s of signal {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = self.stdout.take().unwrap().join().unwrap();
+        self.stderr_seen.extend(self.stderr_lines.try_iter());
+        let events = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+            .collect();
+        Captured { events, stderr: self.stderr_seen.join("\n"), status }
+    }
+
+    pub fn stop(self) -> Captured {
+        self.stop_with(libc::SIGINT)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Captured {
+    /// Events of one kind ("open", "data", "close", "state", "loss").
+    pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.events.iter().filter(move |e| e["event"] == kind)
+    }
+
+    /// Events of a process.
+    pub fn of_pid(&self, pid: u32) -> impl Iterator<Item = &Value> + '_ {
+        self.events.iter().filter(move |e| e["pid"] == pid)
+    }
+
+    /// Total of records reported lost by source (e.g. "kernel_data").
+    pub fn lost(&self, source: &str) -> u64 {
+        self.of_kind("loss").filter(|e| e["source"] == source).map(|e| e["count"].as_u64().unwrap()).sum()
+    }
+
+    /// The captured payload of a data event, unescaped to bytes.
+    pub fn payload(ev: &Value) -> Vec<u8> {
+        let s = ev["payload"].as_str().expect("payload string");
+        unescape(s)
+    }
+}
+
+/// The inverse of the agent's payload escaping (`\\`, `\r`, `\n`, `\t`, `\xNN`).
+pub fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        match b[i + 1] {
+            b'\\' => out.push(b'\\'),
+            b'r' => out.push(b'\r'),
+            b'n' => out.push(b'\n'),
+            b't' => out.push(b'\t'),
+            b'x' => {
+                out.push(u8::from_str_radix(std::str::from_utf8(&b[i + 2..i + 4]).unwrap(), 16).unwrap());
+                i += 2;
+            }
+            c => panic!("bad escape \\{}", c as char),
+        }
+        i += 2;
+    }
+    out
+}

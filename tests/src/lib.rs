@@ -1,0 +1,58 @@
+//! Harness for end-to-end tests: run the real `strata` binary as root against real servers
+//! (nginx, dnsmasq from Debian's packages) and read back what it captured.
+//!
+//! Nothing here skips: a missing server or tool fails the test with what to install.
+
+pub mod agent;
+pub mod servers;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The `strata` binary of this build (target/<profile>/strata, next to the test's deps/ dir), or
+/// the one named by STRATA_BIN.
+pub fn strata_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("STRATA_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let bin = profile_dir.join("strata");
+    assert!(bin.is_file(), "{} not found: run the tests with `cargo test --workspace`, which builds it", bin.display());
+    bin
+}
+
+/// The path of a tool the tests need, or a failure naming the Debian package that has it.
+pub fn require_tool(name: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin", "/usr/local/sbin"] {
+        let p = PathBuf::from(dir).join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("{name} is not installed: these tests need it (apt-get install {package})");
+}
+
+/// These tests load BPF programs: they must run as root. Fails (does not skip) otherwise.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "end-to-end capture tests must run as root (they load BPF programs)");
+}
+
+/// A TCP port that was free a moment ago, for a server under test.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs a command to completion, failing the test with its output when it fails.
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

@@ -1,0 +1,240 @@
+//! The foundation's promises, end to end on the running kernel: real clients, real servers,
+//! the real `strata` binary.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use strata_e2e::agent::{Agent, Captured};
+use strata_e2e::{require_tool, servers};
+
+fn data_events<'a>(c: &'a Captured, pid: u32, direction: &'a str) -> Vec<&'a Value> {
+    c.of_pid(pid).filter(|e| e["event"] == "data" && e["direction"] == direction).collect()
+}
+
+fn sum_bytes(evs: &[&Value]) -> u64 {
+    evs.iter().map(|e| e["byte_count"].as_u64().unwrap()).sum()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// curl -> nginx over one address family; checks both sides of the exchange.
+fn check_http(host: &str, local: &str) {
+    let nginx = servers::nginx();
+    let curl_bin = require_tool("curl", "curl");
+    let agent = Agent::start(&[]);
+    let path = format!("/strata-e2e-{}", nginx.port);
+    let url = format!("http://{host}:{}{path}", nginx.port);
+    let curl = Command::new(&curl_bin)
+        .args(["-sS", "-g", "-o", "/dev/null", "-w", "%{size_request} %{size_download} %{size_header}", &url])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let curl_pid = curl.id();
+    let out = curl.wait_with_output().unwrap();
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(200));
+    let c = agent.stop();
+    assert!(c.status.success(), "strata exited with {}: {}", c.status, c.stderr);
+
+    let server_addr = format!("{local}:{}", nginx.port);
+    // Client side: an open with role client towards nginx, the request, the response.
+    let opens: Vec<_> = c.of_pid(curl_pid).filter(|e| e["event"] == "open").collect();
+    assert_eq!(opens.len(), 1, "curl opens: {opens:?}");
+    assert_eq!(opens[0]["role"], "client");
+    assert_eq!(opens[0]["transport"], "tcp");
+    assert_eq!(opens[0]["remote"], server_addr.as_str());
+    let client_port = opens[0]["local"].as_str().unwrap().rsplit(':').next().unwrap().to_string();
+    let sent = data_events(&c, curl_pid, "egress");
+    let recv = data_events(&c, curl_pid, "ingress");
+    assert!(!sent.is_empty() && !recv.is_empty(), "curl data: {sent:?} {recv:?}");
+    let request_line = format!("GET {path} HTTP/1.1\r\n");
+    assert!(Captured::payload(sent[0]).starts_with(request_line.as_bytes()), "{:?}", sent[0]);
+    for e in sent.iter().chain(&recv) {
+        assert_eq!(e["role"], "client");
+        assert_eq!(e["remote"], server_addr.as_str());
+        assert_eq!(e["truncated"], false);
+    }
+
+    // Server side: nginx accepted (role server), read exactly what curl sent, and wrote exactly what
+    // curl received.
+    let accepts: Vec<_> = c
+        .of_pid(nginx.pid())
+        .filter(|e| e["event"] == "open" && e["remote"].as_str().unwrap().ends_with(&format!(":{client_port}")))
+        .collect();
+    assert_eq!(accepts.len(), 1, "nginx accepts: {accepts:?}");
+    assert_eq!(accepts[0]["role"], "server");
+    assert_eq!(accepts[0]["local"], server_addr.as_str());
+    let conn_of = |e: &&Value| e["sock_id"] == accepts[0]["sock_id"];
+    let srv_in: Vec<_> = data_events(&c, nginx.pid(), "ingress").into_iter().filter(conn_of).collect();
+    let srv_out: Vec<_> = data_events(&c, nginx.pid(), "egress").into_iter().filter(conn_of).collect();
+    assert!(contains(&Captured::payload(srv_in[0]), request_line.as_bytes()));
+    assert!(contains(&Captured::payload(srv_out[0]), b"HTTP/1.1 200 OK"));
+    assert_eq!(sum_bytes(&srv_in), sum_bytes(&sent), "nginx read what curl wrote");
+    assert_eq!(sum_bytes(&srv_out), sum_bytes(&recv), "curl read what nginx wrote");
+    // curl's own counters agree: request size, and headers + body of the response.
+    let counts: Vec<u64> = String::from_utf8(out.stdout).unwrap().split(' ').map(|s| s.parse().unwrap()).collect();
+    assert_eq!(sum_bytes(&sent), counts[0]);
+    assert_eq!(sum_bytes(&recv), counts[1] + counts[2]);
+
+    // Totals at close agree with the data events.
+    let close: Vec<_> = c.of_pid(curl_pid).filter(|e| e["event"] == "close").collect();
+    assert_eq!(close.len(), 1);
+    assert_eq!(close[0]["bytes_sent"].as_u64().unwrap(), sum_bytes(&sent));
+    assert_eq!(close[0]["bytes_received"].as_u64().unwrap(), sum_bytes(&recv));
+    assert_eq!(c.of_kind("loss").count(), 0, "no loss expected: {:?}", c.of_kind("loss").collect::<Vec<_>>());
+}
+
+#[test]
+fn curl_to_nginx_over_ipv4() {
+    check_http("127.0.0.1", "127.0.0.1");
+}
+
+#[test]
+fn curl_to_nginx_over_ipv6() {
+    check_http("[::1]", "[::1]");
+}
+
+#[test]
+fn dns_query_over_udp_with_addresses() {
+    let dns = servers::dnsmasq();
+    let dig_bin = require_tool("dig", "dnsutils");
+    let agent = Agent::start(&[]);
+    let dig = Command::new(&dig_bin)
+        .args(["@127.0.0.1", "-p", &dns.port.to_string(), "+short", "+tries=1", "+time=5", "e2e.strata.test", "A"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // dig names its threads (comm) itself: match by pid.
+    let dig_pid = dig.id();
+    let dig = dig.wait_with_output().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let c = agent.stop();
+    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "192.0.2.7", "dig: {dig:?}");
+    let server = format!("127.0.0.1:{}", dns.port);
+    let qname = b"\x03e2e\x06strata\x04test\x00";
+
+    let query: Vec<_> = c
+        .of_kind("data")
+        .filter(|e| e["pid"] == dig_pid && e["direction"] == "egress" && e["remote"] == server.as_str())
+        .collect();
+    assert_eq!(query.len(), 1, "dig's query: {query:?}");
+    assert_eq!(query[0]["transport"], "udp");
+    assert!(contains(&Captured::payload(query[0]), qname));
+    let dig_local = query[0]["local"].as_str().unwrap();
+
+    let answered: Vec<_> = c
+        .of_pid(dns.pid())
+        .filter(|e| e["event"] == "data" && e["direction"] == "egress" && e["remote"] == dig_local)
+        .collect();
+    assert_eq!(answered.len(), 1, "dnsmasq's answer to {dig_local}: {:?}", c.of_pid(dns.pid()).collect::<Vec<_>>());
+    assert_eq!(answered[0]["transport"], "udp");
+    assert_eq!(answered[0]["peer_from_msg"], true, "unconnected UDP: the peer comes from the syscall");
+    let answer = Captured::payload(answered[0]);
+    assert!(contains(&answer, qname) && contains(&answer, &[192, 0, 2, 7]), "answer: {answer:?}");
+    let received: Vec<_> = c
+        .of_pid(dns.pid())
+        .filter(|e| e["event"] == "data" && e["direction"] == "ingress" && e["remote"] == dig_local)
+        .collect();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["local"], server.as_str());
+}
+
+#[test]
+fn payload_over_the_cap_is_truncated_with_the_true_byte_count() {
+    let nginx = servers::nginx();
+    let agent = Agent::start(&["--capture-bytes", "1000"]);
+    let body = vec![b'z'; 20_000];
+    let mut request =
+        format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+            .into_bytes();
+    request.extend_from_slice(&body);
+    let mut s = TcpStream::connect(("127.0.0.1", nginx.port)).unwrap();
+    s.write_all(&request).unwrap();
+    let mut resp = vec![];
+    let _ = s.read_to_end(&mut resp);
+    drop(s);
+    std::thread::sleep(Duration::from_millis(200));
+    let c = agent.stop();
+
+    let me = std::process::id();
+    let sent = data_events(&c, me, "egress");
+    assert_eq!(sent.len(), 1, "one write of {} bytes: {sent:?}", request.len());
+    assert_eq!(sent[0]["byte_count"].as_u64().unwrap(), request.len() as u64);
+    assert_eq!(sent[0]["truncated"], true);
+    let captured = Captured::payload(sent[0]);
+    assert_eq!(captured.len(), 1000);
+    assert_eq!(captured, request[..1000]);
+    // Below the cap nothing is truncated: the response.
+    let got = data_events(&c, me, "ingress");
+    assert!(got.iter().all(|e| e["truncated"] == false && e["byte_count"].as_u64().unwrap() <= 1000));
+}
+
+#[test]
+fn ten_thousand_requests_are_all_accounted_for() {
+    const N: usize = 10_000;
+    let nginx = servers::nginx();
+    let agent = Agent::start(&[]);
+    let mut ok = 0;
+    let mut buf = [0u8; 4096];
+    for i in 0..N {
+        let mut s = TcpStream::connect(("127.0.0.1", nginx.port)).unwrap();
+        // One write per request, as a client library would do.
+        s.write_all(format!("GET /loop/{i} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+        while s.read(&mut buf).unwrap() > 0 {}
+        ok += 1;
+    }
+    assert_eq!(ok, N);
+    std::thread::sleep(Duration::from_millis(500));
+    let c = agent.stop();
+
+    let me = std::process::id();
+    let mut seen = std::collections::HashSet::new();
+    for e in data_events(&c, me, "egress") {
+        let p = Captured::payload(e);
+        let line = std::str::from_utf8(&p).unwrap().lines().next().unwrap().to_string();
+        assert!(seen.insert(line.clone()), "request seen twice: {line}");
+    }
+    let lost = c.lost("kernel_data") + c.lost("kernel_pending") + c.lost("undecodable");
+    eprintln!("requests captured {} of {N}, reported lost {lost}", seen.len());
+    assert!(
+        seen.len() as u64 + lost >= N as u64,
+        "{} of {N} requests captured and only {lost} reported lost: a silent loss",
+        seen.len()
+    );
+    let served: usize = data_events(&c, nginx.pid(), "ingress")
+        .iter()
+        .filter(|e| Captured::payload(e).starts_with(b"GET /loop/"))
+        .count();
+    assert!(served as u64 + lost >= N as u64, "nginx side: {served} of {N}, lost {lost}");
+}
+
+#[test]
+fn a_full_ring_buffer_reports_every_record_it_drops() {
+    const N: usize = 2_000;
+    let nginx = servers::nginx();
+    // A one-page ring cannot hold a record with 4 KiB of payload: every request's record is dropped,
+    // whatever the scheduling, and each drop must be counted.
+    let agent = Agent::start(&["--ring-bytes", "4096"]);
+    let mut buf = [0u8; 4096];
+    let pad = "p".repeat(5000);
+    for i in 0..N {
+        let mut s = TcpStream::connect(("127.0.0.1", nginx.port)).unwrap();
+        let req = format!("GET /tiny/{i} HTTP/1.1\r\nHost: t\r\nX-Pad: {pad}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        while s.read(&mut buf).unwrap() > 0 {}
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let c = agent.stop();
+    let me = std::process::id();
+    let seen =
+        data_events(&c, me, "egress").iter().filter(|e| Captured::payload(e).starts_with(b"GET /tiny/")).count() as u64;
+    let lost = c.lost("kernel_data");
+    eprintln!("tiny ring: {seen} of {N} requests captured, {lost} data records reported lost");
+    assert!(lost >= N as u64, "{N} records cannot fit a 4 KiB ring, yet only {lost} were reported lost");
+    assert!(seen + lost >= N as u64, "{seen} seen + {lost} lost < {N}: a silent loss");
+}
