@@ -25,19 +25,30 @@ pub struct Captured {
 impl Agent {
     /// Starts `strata run --output jsonl <extra>` and waits until it says it is capturing.
     pub fn start(extra: &[&str]) -> Agent {
+        Agent::spawn(extra, true)
+    }
+
+    /// Like [`Agent::start`], with the events written to /dev/null (for load and benchmarks).
+    pub fn start_discarding(extra: &[&str]) -> Agent {
+        Agent::spawn(extra, false)
+    }
+
+    fn spawn(extra: &[&str], keep_output: bool) -> Agent {
         crate::require_root();
         let mut child = Command::new(crate::strata_bin())
             .args(["run", "--output", "jsonl"])
             .args(extra)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(if keep_output { Stdio::piped() } else { Stdio::null() })
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn strata");
-        let mut out = child.stdout.take().unwrap();
+        let out = child.stdout.take();
         let stdout = std::thread::spawn(move || {
             let mut s = String::new();
-            out.read_to_string(&mut s).expect("read strata stdout");
+            if let Some(mut out) = out {
+                out.read_to_string(&mut s).expect("read strata stdout");
+            }
             s
         });
         let (tx, rx) = mpsc::channel();
