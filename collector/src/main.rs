@@ -1,8 +1,10 @@
 //! strata: observes every TCP/UDP conversation on a Linux host, from the kernel, without touching
 //! the applications.
 
+mod compat;
 mod output;
 mod run;
+mod source;
 
 use std::process::ExitCode;
 
@@ -30,6 +32,9 @@ struct Cli {
 enum Command {
     /// Capture socket traffic on this node and print it.
     Run(run::RunArgs),
+    /// Tell what this node's kernel supports, which capture tier strata would run, and why.
+    /// Exit code: 0 full fidelity, 10 degraded (no BPF tier), 11 unsupported.
+    CompatCheck(compat::CompatArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,13 +48,20 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::CompatCheck(args) => match compat::run(&args) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                log::error!("{e}");
+                ExitCode::from(exit::USAGE)
+            }
+        },
         Command::Run(args) => match runtime.block_on(run::run(args)) {
             Ok(()) => ExitCode::from(exit::OK),
             Err(e) => {
                 log::error!("{e}");
                 ExitCode::from(match &e {
                     run::RunError::Capture(c) if !c.is_environment() => exit::USAGE,
-                    run::RunError::Capture(_) => exit::ENVIRONMENT,
+                    run::RunError::Capture(_) | run::RunError::NoTier(_) => exit::ENVIRONMENT,
                     _ => exit::FAILURE,
                 })
             }

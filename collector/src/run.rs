@@ -3,13 +3,30 @@
 use std::io::ErrorKind;
 use std::time::Duration;
 
-use probes_core::loader::{monotonic_ns, Capture, CaptureConfig, CaptureError};
+use probes_core::loader::{monotonic_ns, CaptureConfig};
+use probes_legacy::capture::PerfConfig;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::output::{self, EventSink, OutputFormat, WallClock};
+use crate::source::{LiveSource, SourceError};
+use kernel_compat::Tier;
+
+/// Capture tiers `--tier` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TierArg {
+    /// The best tier this node can run.
+    Auto,
+    /// CO-RE BPF probes relocated with the kernel's own BTF.
+    Core,
+    /// perf_event_open on syscall tracepoints, no BPF.
+    PerfEvent,
+}
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
+    /// Capture tier: `auto` picks the best one this node runs.
+    #[arg(long, value_enum, default_value_t = TierArg::Auto)]
+    pub tier: TierArg,
     /// What to print on standard output.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -27,11 +44,13 @@ pub struct RunArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Capture(#[from] CaptureError),
+    Capture(#[from] SourceError),
     #[error("reading the ring buffer: {0}")]
     Ring(std::io::Error),
     #[error("writing output: {0}")]
     Output(std::io::Error),
+    #[error("no capture tier can run on this node:\n{0}\n(see `strata compat-check`)")]
+    NoTier(String),
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -41,14 +60,26 @@ const LOSS_REPORT_EVERY: Duration = Duration::from_secs(1);
 const BATCH: usize = 4096;
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
-    let cfg = CaptureConfig { capture_bytes: args.capture_bytes, ring_bytes: args.ring_bytes, ..Default::default() };
-    let mut capture = Capture::start(&cfg)?;
-    log::info!(
-        "capturing: tier core (CO-RE, kernel BTF, ring buffer {} KiB, objects from {}), payload cap {} B",
-        cfg.ring_bytes / 1024,
-        probes_core::loader::OBJECT_ORIGIN,
-        cfg.capture_bytes
-    );
+    let tiers: Vec<TierArg> = match args.tier {
+        TierArg::Auto => planned_tiers()?,
+        forced => vec![forced],
+    };
+    let mut capture = None;
+    for (i, tier) in tiers.iter().enumerate() {
+        match start(*tier, &args) {
+            Ok(source) => {
+                capture = Some(source);
+                break;
+            }
+            // Detection predicts, loading decides: a tier that fails to load (a verifier that
+            // refuses a program, say) hands over to the next one instead of failing the agent.
+            Err(e) if e.is_environment() && i + 1 < tiers.len() => {
+                log::warn!("tier {} failed to start, falling back to {}: {e}", tier.name(), tiers[i + 1].name());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut capture = capture.expect("the loop returns or sets a source");
     let mut sink = output::sink(args.output, Box::new(std::io::stdout()), WallClock::now());
     let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
@@ -88,6 +119,62 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         RunError::Output(io) if io.kind() == ErrorKind::BrokenPipe => Ok(()),
         e => Err(e),
     })
+}
+
+impl TierArg {
+    fn name(self) -> &'static str {
+        match self {
+            TierArg::Auto => "auto",
+            TierArg::Core => "core",
+            TierArg::PerfEvent => "perf-event",
+        }
+    }
+}
+
+/// The tiers to try, best first, from this node's compat plan (logged once).
+fn planned_tiers() -> Result<Vec<TierArg>, RunError> {
+    let (_, plan) = crate::compat::plan_here();
+    let rejected: Vec<String> =
+        plan.rejected.iter().map(|r| format!("{}: {}", r.tier.name(), r.reasons.join("; "))).collect();
+    log::info!(
+        "compat plan: tier {} ({:?} fidelity){}",
+        plan.tier.name(),
+        plan.fidelity(),
+        if rejected.is_empty() { String::new() } else { format!("; passed over: {}", rejected.join(" | ")) }
+    );
+    match plan.tier {
+        Tier::Core => Ok(vec![TierArg::Core, TierArg::PerfEvent]),
+        Tier::PerfEvent => Ok(vec![TierArg::PerfEvent]),
+        _ => Err(RunError::NoTier(rejected.join("\n"))),
+    }
+}
+
+fn start(tier: TierArg, args: &RunArgs) -> Result<LiveSource, SourceError> {
+    match tier {
+        TierArg::Auto | TierArg::Core => {
+            let cfg =
+                CaptureConfig { capture_bytes: args.capture_bytes, ring_bytes: args.ring_bytes, ..Default::default() };
+            let source = LiveSource::start_core(&cfg)?;
+            log::info!(
+                "capturing: tier core (CO-RE, kernel BTF, ring buffer {} KiB, objects from {}), payload cap {} B",
+                cfg.ring_bytes / 1024,
+                probes_core::loader::OBJECT_ORIGIN,
+                cfg.capture_bytes
+            );
+            Ok(source)
+        }
+        TierArg::PerfEvent => {
+            let cfg = PerfConfig { capture_bytes: args.capture_bytes, ..Default::default() };
+            let source = LiveSource::start_perf_event(&cfg)?;
+            log::info!(
+                "capturing: tier perf-event (perf_event_open on syscall tracepoints, no BPF; {} pages per CPU ring), \
+                 payload cap {} B",
+                cfg.ring_pages,
+                cfg.capture_bytes
+            );
+            Ok(source)
+        }
+    }
 }
 
 fn write_all(sink: &mut dyn EventSink, batch: &mut Vec<probes_core::Event>) -> Result<(), RunError> {

@@ -10,8 +10,8 @@
 #ifndef STRATA_EVENT_H
 #define STRATA_EVENT_H
 
-/* Hard upper bound of payload bytes captured per syscall (the load-time cap may be lower). Twice
- * this plus a record must fit one per-CPU map value, which the kernel limits to 32 KiB. */
+/* Hard upper bound of payload bytes captured per syscall (the load-time cap may be lower). Three
+ * times this plus a record must fit one per-CPU map value, which the kernel limits to 32 KiB. */
 #define STRATA_MAX_CAPTURE 8192
 /* Iovecs copied per readv/writev/sendmsg/recvmsg, and messages per sendmmsg/recvmmsg. */
 #define STRATA_MAX_IOV 8

@@ -96,11 +96,12 @@ struct {
 } lost SEC(".maps");
 
 /* The data record is too large for the 512-byte BPF stack: build it in a per-CPU scratch slot.
- * The payload area is twice the cap so that `offset & mask` plus a bounded length always stays
- * inside it, which is what the verifier needs to accept a variable-offset copy. */
+ * The payload area is three times the cap so that a masked offset plus a masked length always
+ * stays inside it, which is what the verifier needs to accept a variable-offset copy (see
+ * copy_chunk). */
 struct data_scratch {
 	struct strata_data_event ev;
-	__u8 payload[STRATA_MAX_CAPTURE * 2];
+	__u8 payload[STRATA_MAX_CAPTURE * 3];
 };
 
 struct {
@@ -330,13 +331,15 @@ static __always_inline void copy_chunk(struct data_scratch *s, __u32 *off, __u64
 	__u64 n = want;
 	if (n > cap - o)
 		n = cap - o;
-	/* Masks let the verifier prove the copy stays inside payload[2 * MAX]. */
-	o &= STRATA_MAX_CAPTURE - 1;
-	n &= (STRATA_MAX_CAPTURE * 2) - 1;
-	if (n > STRATA_MAX_CAPTURE)
-		return;
 	if (n == 0)
 		return;
+	/* Verifiers before about 5.13 lose the bounds of the comparisons above (clang moves them to
+	 * other registers), so prove the range with masks alone: o < MAX and n < 2 * MAX, and the
+	 * payload area is 3 * MAX. The empty asm stops clang from dropping masks it deems redundant. */
+	asm volatile("" : "+r"(o));
+	asm volatile("" : "+r"(n));
+	o &= STRATA_MAX_CAPTURE - 1;
+	n &= (STRATA_MAX_CAPTURE * 2) - 1;
 	if (bpf_probe_read_user(&s->payload[o], n, (void *)src) == 0)
 		*off = o + (__u32)n;
 }

@@ -69,6 +69,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 payload: Payload(payload[..ev.captured_len as usize].to_vec()),
                 truncated: ev.flags & wire::FLAG_TRUNCATED != 0,
                 peer_from_msg: ev.flags & wire::FLAG_PEER_FROM_MSG != 0,
+                payload_stale: false,
                 enter_ns: ev.enter_ns,
                 exit_ns: ev.hdr.ts_ns,
             })

@@ -142,6 +142,9 @@ pub struct Data {
     pub truncated: bool,
     /// The remote address came from the syscall's own sockaddr (unconnected UDP).
     pub peer_from_msg: bool,
+    /// The payload was read from the process after the syscall, not during it (perf-event tier):
+    /// the process may have changed the buffer meanwhile.
+    pub payload_stale: bool,
     pub enter_ns: u64,
     pub exit_ns: u64,
 }
@@ -215,6 +218,10 @@ pub enum LossSource {
     KernelPending,
     /// A record arrived that could not be decoded (see the log for why).
     Undecodable,
+    /// The perf ring of a CPU overran (perf-event tier): samples were dropped by the kernel.
+    PerfRing,
+    /// Syscall enters dropped because the user-space pairing table was full (perf-event tier).
+    PerfPending,
 }
 
 impl LossSource {

@@ -1,0 +1,184 @@
+//! Getting a bootable kernel image for a manifest entry: extract vmlinuz from a Debian kernel .deb,
+//! or build a bzImage from a Debian kernel source package plus a config fragment. Both cached.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::manifest::{BuildSource, DebSource, Kernel, Source};
+use crate::{apt, cache};
+
+pub struct Prepared {
+    pub image: PathBuf,
+    /// What it is, for the log: the package file or the build key.
+    pub what: String,
+    pub cached: bool,
+}
+
+pub fn prepare(kernel: &Kernel, cache_dir: &Path, manifest_dir: &Path) -> Result<Prepared> {
+    match kernel.source() {
+        Source::Deb(d) => from_deb(d, cache_dir),
+        Source::Build(b) => build(b, cache_dir, manifest_dir),
+    }
+}
+
+fn sh(script: &str) -> Result<()> {
+    let st = Command::new("sh").arg("-c").arg(script).status().with_context(|| format!("running {script}"))?;
+    if !st.success() {
+        bail!("`{script}` failed ({st})");
+    }
+    Ok(())
+}
+
+fn quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+fn from_deb(d: &DebSource, cache_dir: &Path) -> Result<Prepared> {
+    let (pkg, ver) = apt::resolve_image(&d.meta, &d.suite)?;
+    let deb_name = cache::deb_file_name(&pkg, &ver, "amd64");
+    let out_dir = cache_dir.join("kernels").join(cache::deb_kernel_key(&deb_name));
+    let image = out_dir.join("vmlinuz");
+    if image.exists() {
+        return Ok(Prepared { image, what: deb_name, cached: true });
+    }
+    let deb = apt::download(&pkg, &ver, "amd64", &cache_dir.join("debs"))?;
+    let tmp = out_dir.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    // Only ./boot: the modules are most of the package and an initramfs-only boot needs none.
+    sh(&format!("dpkg-deb --fsys-tarfile {} | tar -x -C {} --wildcards './boot/vmlinuz-*'", quote(&deb), quote(&tmp)))?;
+    let vmlinuz = std::fs::read_dir(tmp.join("boot"))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .with_context(|| format!("no boot/vmlinuz-* in {}", deb.display()))?;
+    std::fs::rename(&vmlinuz, tmp.join("vmlinuz"))?;
+    std::fs::remove_dir_all(tmp.join("boot"))?;
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::rename(&tmp, &out_dir)?;
+    Ok(Prepared { image, what: deb_name, cached: false })
+}
+
+/// Lines of the fragment the final .config does not honour: `CONFIG_X=y` that is not set, or
+/// `# CONFIG_X is not set` that is on. Pure.
+pub fn fragment_drift(config: &str, fragment: &str) -> Vec<String> {
+    let mut drift = Vec::new();
+    for l in fragment.lines().map(str::trim) {
+        if let Some(rest) = l.strip_prefix("# ").and_then(|r| r.strip_suffix(" is not set")) {
+            if rest.starts_with("CONFIG_") && config.lines().any(|c| c.starts_with(&format!("{rest}="))) {
+                drift.push(format!("{rest} is on, the fragment wants it off"));
+            }
+        } else if l.starts_with("CONFIG_") && !config.lines().any(|c| c.trim() == l) {
+            let name = l.split('=').next().unwrap_or(l);
+            let actual = config
+                .lines()
+                .find(|c| c.starts_with(&format!("{name}=")) || *c == format!("# {name} is not set"))
+                .unwrap_or("nothing");
+            drift.push(format!("{l} did not stick (a dependency is missing?): .config has {actual}"));
+        }
+    }
+    drift
+}
+
+fn check_tools() -> Result<()> {
+    let mut missing = Vec::new();
+    for t in ["make", "gcc", "flex", "bison", "bc", "xz", "perl"] {
+        if Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {t}"))
+            .stdout(Stdio::null())
+            .status()
+            .map_or(true, |s| !s.success())
+        {
+            missing.push(t);
+        }
+    }
+    for (h, pkg) in [("/usr/include/libelf.h", "libelf-dev"), ("/usr/include/openssl/ssl.h", "libssl-dev")] {
+        if !Path::new(h).exists() {
+            missing.push(pkg);
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "building a kernel needs {}: apt-get install build-essential flex bison bc xz-utils libelf-dev libssl-dev",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn build(b: &BuildSource, cache_dir: &Path, manifest_dir: &Path) -> Result<Prepared> {
+    let frag_path = manifest_dir.join(&b.fragment);
+    let fragment = std::fs::read_to_string(&frag_path).with_context(|| format!("reading {}", frag_path.display()))?;
+    let ver = apt::version_in_suite(&b.source, &b.suite)?;
+    let arch = "all";
+    let deb_name = cache::deb_file_name(&b.source, &ver, arch);
+    let key = cache::build_key(&deb_name, &b.base, &fragment);
+    let out_dir = cache_dir.join("builds").join(&key);
+    let image = out_dir.join("bzImage");
+    if image.exists() {
+        return Ok(Prepared { image, what: format!("{key} ({deb_name} + {})", b.fragment), cached: true });
+    }
+    check_tools()?;
+    let deb = apt::download(&b.source, &ver, arch, &cache_dir.join("debs"))?;
+    let work = cache_dir.join("builds").join(format!("{key}.work"));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let log = work.join("build.log");
+    let started = Instant::now();
+    eprintln!("ci-kernels: building {key} from {deb_name} + {} (log: {})", b.fragment, log.display());
+    sh(&format!(
+        "cd {w} && dpkg-deb --fsys-tarfile {deb} | tar -x --wildcards './usr/src/linux-source-*.tar.xz' \
+         && tar -xf usr/src/linux-source-*.tar.xz && rm -rf usr",
+        w = quote(&work),
+        deb = quote(&deb)
+    ))?;
+    let tree = std::fs::read_dir(&work)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("linux-source-")))
+        .context("the source package held no linux-source-* tree")?;
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
+    sh(&format!("cd {t} && make {base} >>{l} 2>&1", t = quote(&tree), base = b.base, l = quote(&log)))?;
+    {
+        use std::io::Write;
+        let mut cfg = std::fs::OpenOptions::new().append(true).open(tree.join(".config"))?;
+        writeln!(cfg, "\n# ci-kernels fragment {}\n{fragment}", b.fragment)?;
+    }
+    sh(&format!("cd {t} && make olddefconfig >>{l} 2>&1", t = quote(&tree), l = quote(&log)))?;
+    let config = std::fs::read_to_string(tree.join(".config"))?;
+    let drift = fragment_drift(&config, &fragment);
+    if !drift.is_empty() {
+        bail!("the configured kernel does not match {}:\n  {}", b.fragment, drift.join("\n  "));
+    }
+    sh(&format!("cd {t} && make -j{jobs} bzImage >>{l} 2>&1", t = quote(&tree), l = quote(&log)))
+        .with_context(|| format!("kernel build failed: see {}", log.display()))?;
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::copy(tree.join("arch/x86/boot/bzImage"), &image)?;
+    std::fs::write(out_dir.join("config"), &config)?;
+    std::fs::copy(&log, out_dir.join("build.log"))?;
+    std::fs::remove_dir_all(&work)?;
+    eprintln!("ci-kernels: built {key} in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(Prepared { image, what: format!("{key} ({deb_name} + {})", b.fragment), cached: false })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_detects_options_that_did_not_stick_or_came_back() {
+        let frag = "# comment\nCONFIG_A=y\nCONFIG_B=y\n# CONFIG_BPF_SYSCALL is not set\n";
+        let good = "CONFIG_A=y\nCONFIG_B=y\n# CONFIG_BPF_SYSCALL is not set\n";
+        assert!(fragment_drift(good, frag).is_empty());
+        let bad = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_BPF_SYSCALL=y\n";
+        let d = fragment_drift(bad, frag);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d[0].contains("CONFIG_B=y did not stick") && d[0].contains("# CONFIG_B is not set"));
+        assert!(d[1].contains("CONFIG_BPF_SYSCALL is on"));
+    }
+}

@@ -1,0 +1,255 @@
+//! ci-kernels: the kernel matrix runner. Boots each manifest kernel under QEMU (TCG) with an
+//! initramfs holding a static strata, runs each scenario inside, and prints kernel × scenario →
+//! tier, records, pass/fail, seconds. See README.md.
+
+mod apt;
+mod cache;
+mod cpio;
+mod guest;
+mod initramfs;
+mod judge;
+mod kernels;
+mod manifest;
+mod probe;
+mod qemu;
+mod table;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use judge::{GuestOutcome, JudgeOptions};
+use manifest::Manifest;
+
+#[derive(Parser)]
+#[command(name = "ci-kernels", about = "Boot the kernel matrix under QEMU and run strata inside")]
+struct Cli {
+    /// The manifest (default: manifest.toml next to this crate's Cargo.toml).
+    #[arg(long, global = true)]
+    manifest: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Boot the selected cells and print the table; exits 1 if any cell fails.
+    Run(RunArgs),
+    /// Download / build the selected kernels into the cache, boot nothing.
+    Fetch(Select),
+    /// List kernels and their scenarios.
+    List,
+}
+
+#[derive(clap::Args)]
+struct Select {
+    /// Only this kernel (repeatable).
+    #[arg(long = "kernel")]
+    kernels: Vec<String>,
+    /// Only this scenario (repeatable).
+    #[arg(long = "scenario")]
+    scenarios: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    select: Select,
+    /// Seconds each guest may take before QEMU is killed.
+    #[arg(long, default_value_t = 180)]
+    timeout: u64,
+    /// A static strata binary to use instead of building one.
+    #[arg(long)]
+    strata: Option<PathBuf>,
+    /// The static busybox to put in the initramfs.
+    #[arg(long, default_value = "/bin/busybox")]
+    busybox: PathBuf,
+    /// Judge by the tier `strata run` reports when this strata has no `compat-check` (transition only).
+    #[arg(long)]
+    allow_missing_compat_check: bool,
+}
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("ci-kernels: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<bool> {
+    let manifest_path = cli.manifest.unwrap_or_else(|| crate_dir().join("manifest.toml"));
+    let manifest_dir = manifest_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let manifest = Manifest::parse(
+        &std::fs::read_to_string(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?,
+    )
+    .with_context(|| manifest_path.display().to_string())?;
+    let cache_dir = cache::dir_from(std::env::var_os(cache::ENV));
+    match cli.command {
+        Cmd::List => {
+            for k in &manifest.kernels {
+                println!("{:<16} {}", k.name, k.scenarios.join(", "));
+            }
+            Ok(true)
+        }
+        Cmd::Fetch(sel) => {
+            println!("cache: {} (override with {})", cache_dir.display(), cache::ENV);
+            let cells = manifest.select(&sel.kernels, &sel.scenarios)?;
+            let mut ok = true;
+            for k in unique_kernels(&cells) {
+                let t = Instant::now();
+                match kernels::prepare(k, &cache_dir, &manifest_dir) {
+                    Ok(p) => println!(
+                        "{:<16} {} ({}, {:.1} s)\n{:<16} {}",
+                        k.name,
+                        p.what,
+                        if p.cached { "cached" } else { "fetched" },
+                        t.elapsed().as_secs_f64(),
+                        "",
+                        p.image.display()
+                    ),
+                    Err(e) => {
+                        ok = false;
+                        println!("{:<16} FAILED: {e:#}", k.name)
+                    }
+                }
+            }
+            Ok(ok)
+        }
+        Cmd::Run(args) => run(&manifest, &manifest_dir, &cache_dir, args),
+    }
+}
+
+fn unique_kernels<'a>(cells: &[(&'a manifest::Kernel, &'a manifest::Scenario)]) -> Vec<&'a manifest::Kernel> {
+    let mut seen = Vec::<&manifest::Kernel>::new();
+    for (k, _) in cells {
+        if !seen.iter().any(|s| s.name == k.name) {
+            seen.push(k);
+        }
+    }
+    seen
+}
+
+/// Builds the static strata from the workspace this crate sits in.
+fn build_strata() -> Result<PathBuf> {
+    let workspace = crate_dir().join("..").canonicalize()?;
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
+    let triple = "x86_64-unknown-linux-gnu";
+    eprintln!("ci-kernels: building static strata ({triple}, crt-static) in {}", workspace.display());
+    // An explicit --target keeps these RUSTFLAGS off host artifacts (build scripts, proc macros).
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", triple, "-p", "collector"])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .current_dir(&workspace)
+        .status()
+        .context("running cargo")?;
+    if !st.success() {
+        bail!("building the static strata failed ({st})");
+    }
+    Ok(target_dir.join(triple).join("release").join("strata"))
+}
+
+fn run(manifest: &Manifest, manifest_dir: &Path, cache_dir: &Path, args: RunArgs) -> Result<bool> {
+    let total = Instant::now();
+    println!("cache: {} (override with {})", cache_dir.display(), cache::ENV);
+    std::fs::create_dir_all(cache_dir).with_context(|| format!("creating the cache {}", cache_dir.display()))?;
+    let cells = manifest.select(&args.select.kernels, &args.select.scenarios)?;
+
+    let t = Instant::now();
+    let strata = match &args.strata {
+        Some(p) => p.clone(),
+        None => build_strata()?,
+    };
+    let (initrd, cached) = initramfs::build(&args.busybox, &strata, cache_dir)?;
+    println!(
+        "initramfs: {} ({}; strata {}) [{:.1} s]",
+        initrd.display(),
+        if cached { "cached" } else { "built" },
+        strata.display(),
+        t.elapsed().as_secs_f64()
+    );
+
+    let mut images: BTreeMap<String, Result<PathBuf, String>> = BTreeMap::new();
+    for k in unique_kernels(&cells) {
+        let t = Instant::now();
+        let r = kernels::prepare(k, cache_dir, manifest_dir);
+        match &r {
+            Ok(p) => println!(
+                "kernel {}: {} ({}) [{:.1} s]",
+                k.name,
+                p.what,
+                if p.cached { "cached" } else { "fetched/built" },
+                t.elapsed().as_secs_f64()
+            ),
+            Err(e) => println!("kernel {}: FAILED: {e:#}", k.name),
+        }
+        images.insert(k.name.clone(), r.map(|p| p.image).map_err(|e| format!("kernel not available: {e:#}")));
+    }
+
+    let logs = cache_dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let opts = JudgeOptions { allow_missing_compat_check: args.allow_missing_compat_check };
+    let mut rows = Vec::new();
+    for (k, s) in &cells {
+        let t = Instant::now();
+        let serial_log = logs.join(format!("{}--{}.serial.log", k.name, s.name));
+        let outcome = match &images[&k.name] {
+            Err(e) => GuestOutcome::NoResult(e.clone()),
+            Ok(image) => {
+                println!("boot {} / {} ...", k.name, s.name);
+                let boot = qemu::Boot {
+                    kernel: image,
+                    initrd: &initrd,
+                    append: guest::cmdline(s, k.append.as_deref()),
+                    timeout: Duration::from_secs(args.timeout),
+                    serial_log: serial_log.clone(),
+                };
+                qemu::boot(&boot).unwrap_or_else(|e| GuestOutcome::NoResult(format!("{e:#}")))
+            }
+        };
+        let verdict = judge::judge(s, &outcome, opts);
+        let secs = t.elapsed().as_secs_f64();
+        if let GuestOutcome::Reported(r) = &outcome {
+            println!(
+                "  {} / {}: kernel {}, btf {}, {}, compat-check {}, run tier {:?}, {} records, {} events [{secs:.1} s]",
+                k.name,
+                s.name,
+                r.kernel,
+                r.btf,
+                probe::describe_errno(r.bpf_errno),
+                r.compat_check,
+                r.run_tier,
+                r.records,
+                r.events
+            );
+        }
+        if !verdict.pass {
+            println!("  FAIL: {}", verdict.reasons.join("; "));
+            if serial_log.exists() {
+                println!("  --- last 40 lines of {} ---", serial_log.display());
+                println!("{}", qemu::tail(&serial_log, 40));
+                println!("  ---");
+            }
+        }
+        rows.push(table::Row { kernel: k.name.clone(), scenario: s.name.clone(), verdict, secs });
+    }
+    println!();
+    print!("{}", table::render(&rows, std::io::stdout().is_terminal()));
+    println!("total {:.1} s; serial logs in {}", total.elapsed().as_secs_f64(), logs.display());
+    Ok(rows.iter().all(|r| r.verdict.pass))
+}

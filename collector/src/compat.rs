@@ -1,0 +1,81 @@
+//! `strata compat-check`: what this node's kernel can do, which tier strata runs, and why.
+//! The decision is kernel-compat's pure `plan`; this module gathers facts and prints.
+
+use std::path::PathBuf;
+
+use kernel_compat::{gather, plan, report, BuiltTiers, Facts, GatherOptions, Plan, Tier};
+
+#[derive(Debug, clap::Args)]
+pub struct CompatArgs {
+    /// Print the versioned JSON report (schema: kernel-compat/SCHEMA.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the gathered facts to FILE, to evaluate elsewhere with --facts.
+    #[arg(long, value_name = "FILE")]
+    pub save_facts: Option<PathBuf>,
+    /// Evaluate facts saved on another node (by --save-facts) instead of this node's.
+    #[arg(long, value_name = "FILE", conflicts_with = "save_facts")]
+    pub facts: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompatError {
+    #[error("reading facts from {0}: {1}")]
+    ReadFacts(PathBuf, String),
+    #[error("writing facts to {0}: {1}")]
+    WriteFacts(PathBuf, String),
+}
+
+/// The tiers this build of strata contains.
+pub fn built_tiers() -> BuiltTiers {
+    BuiltTiers::only(&[Tier::Core, Tier::PerfEvent])
+}
+
+/// Every tracepoint some built tier needs, without repeats.
+pub fn required_tracepoints() -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> =
+        probes_core::loader::PROBES.iter().map(|(_, c, n)| (c.to_string(), n.to_string())).collect();
+    for tp in probes_legacy::capture::required_tracepoints() {
+        if !all.contains(&tp) {
+            all.push(tp);
+        }
+    }
+    all
+}
+
+/// This node's facts, gathered by asking the kernel.
+pub fn gather_here() -> Facts {
+    // The tracepoint check needs tracefs; mount it if it is not (as `strata run` would).
+    let _ = probes_core::preflight::ensure_tracefs();
+    gather(&GatherOptions::with_tracepoints(required_tracepoints()))
+}
+
+/// The plan for this node.
+pub fn plan_here() -> (Facts, Plan) {
+    let facts = gather_here();
+    let p = plan(&facts, &built_tiers());
+    (facts, p)
+}
+
+/// Runs the command; returns the exit code (0 full fidelity, 10 degraded, 11 unsupported).
+pub fn run(args: &CompatArgs) -> Result<u8, CompatError> {
+    let facts = match &args.facts {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| CompatError::ReadFacts(path.clone(), e.to_string()))?;
+            serde_json::from_str::<Facts>(&text).map_err(|e| CompatError::ReadFacts(path.clone(), e.to_string()))?
+        }
+        None => gather_here(),
+    };
+    if let Some(path) = &args.save_facts {
+        let text = serde_json::to_string_pretty(&facts).expect("facts serialize");
+        std::fs::write(path, text + "\n").map_err(|e| CompatError::WriteFacts(path.clone(), e.to_string()))?;
+    }
+    let p = plan(&facts, &built_tiers());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report::render_json(&facts, &p)).expect("report serializes"));
+    } else {
+        print!("{}", report::render_text(&facts, &p));
+    }
+    Ok(p.exit_code())
+}

@@ -1,0 +1,167 @@
+//! Sockets seen from /proc: which inode an fd names, and where that socket's ends are.
+//!
+//! /proc/PID/net/* is read rather than /proc/net/* so that a process in another network namespace
+//! (a pod) is looked up in its own tables.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use probes_core::event::Transport;
+
+/// The inode of `socket:[N]`, the target of a socket's /proc/PID/fd/FD link.
+pub fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// One row of /proc/net/{tcp,tcp6,udp,udp6}.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketRow {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: u8,
+    pub inode: u64,
+}
+
+/// Parses a table; rows that do not parse are skipped (the header, garbage).
+pub fn parse_table(text: &str) -> Vec<SocketRow> {
+    text.lines().filter_map(parse_row).collect()
+}
+
+fn parse_row(line: &str) -> Option<SocketRow> {
+    let mut cols = line.split_whitespace();
+    let _slot = cols.next()?.strip_suffix(':')?;
+    let local = parse_endpoint(cols.next()?)?;
+    let remote = parse_endpoint(cols.next()?)?;
+    let state = u8::from_str_radix(cols.next()?, 16).ok()?;
+    // tx:rx queue, tr:when, retrnsmt, uid, timeout, inode
+    let inode = cols.nth(5)?.parse().ok()?;
+    Some(SocketRow { local, remote, state, inode })
+}
+
+/// `0100007F:1F90` (IPv4) or 32 hex digits (IPv6), each 32-bit word in host byte order.
+fn parse_endpoint(s: &str) -> Option<SocketAddr> {
+    let (addr, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| -> Option<[u8; 4]> {
+        Some(u32::from_str_radix(addr.get(i * 8..i * 8 + 8)?, 16).ok()?.to_ne_bytes())
+    };
+    let ip = match addr.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(b))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// What a socket inode is, found in the tables of a process's network namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketInfo {
+    pub transport: Transport,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// Looks sockets up under a /proc root (a parameter so tests can use a fake tree).
+#[derive(Clone, Debug)]
+pub struct Procfs {
+    root: PathBuf,
+}
+
+impl Default for Procfs {
+    fn default() -> Self {
+        Procfs { root: PathBuf::from("/proc") }
+    }
+}
+
+impl Procfs {
+    pub fn at(root: impl AsRef<Path>) -> Procfs {
+        Procfs { root: root.as_ref().to_path_buf() }
+    }
+
+    /// The socket inode behind `fd` of `pid`, or None for anything that is not a socket.
+    pub fn fd_socket(&self, pid: u32, fd: i32) -> Option<u64> {
+        let link = std::fs::read_link(self.root.join(pid.to_string()).join("fd").join(fd.to_string())).ok()?;
+        socket_inode(link.to_str()?)
+    }
+
+    /// Finds `inode` in the TCP and UDP tables of `pid`'s network namespace. None when it is not an
+    /// inet socket (a UNIX socket, say) or has already gone.
+    pub fn socket_info(&self, pid: u32, inode: u64) -> Option<SocketInfo> {
+        let net = self.root.join(pid.to_string()).join("net");
+        for (table, transport) in
+            [("tcp", Transport::Tcp), ("tcp6", Transport::Tcp), ("udp", Transport::Udp), ("udp6", Transport::Udp)]
+        {
+            let Ok(text) = std::fs::read_to_string(net.join(table)) else { continue };
+            if let Some(row) = parse_table(&text).into_iter().find(|r| r.inode == inode) {
+                return Some(SocketInfo { transport, local: row.local, remote: row.remote });
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n\
+   1: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 23456 1 0000000000000000 20 4 30 10 -1\n";
+
+    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1 0000000000000000 100 0 0 10 0\n";
+
+    #[test]
+    fn parses_ipv4_rows() {
+        let rows = parse_table(TCP);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].local, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(rows[0].state, 0x0a);
+        assert_eq!(rows[1].remote, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(rows[1].local.port(), 40000);
+        assert_eq!(rows[1].inode, 23456);
+    }
+
+    #[test]
+    fn parses_ipv6_rows() {
+        let rows = parse_table(TCP6);
+        assert_eq!(rows[0].local, "[::1]:8080".parse().unwrap());
+        assert_eq!(rows[0].inode, 777);
+    }
+
+    #[test]
+    fn socket_links() {
+        assert_eq!(socket_inode("socket:[4242]"), Some(4242));
+        assert_eq!(socket_inode("pipe:[4242]"), None);
+        assert_eq!(socket_inode("/etc/passwd"), None);
+    }
+
+    #[test]
+    fn garbage_rows_are_skipped() {
+        assert!(parse_table("x\n0: zz:zz 1 2\n\u{0}\u{1}").is_empty());
+        assert!(parse_table("   0: 0100007F:1F90 00000000:0000 0A").is_empty());
+    }
+
+    #[test]
+    fn looks_up_a_fake_tree() {
+        let root = std::env::temp_dir().join(format!("strata-procfs-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("42/net")).unwrap();
+        std::fs::create_dir_all(root.join("42/fd")).unwrap();
+        std::fs::write(root.join("42/net/tcp"), TCP).unwrap();
+        std::os::unix::fs::symlink("socket:[23456]", root.join("42/fd/5")).unwrap();
+        let p = Procfs::at(&root);
+        assert_eq!(p.fd_socket(42, 5), Some(23456));
+        assert_eq!(p.fd_socket(42, 6), None);
+        let info = p.socket_info(42, 23456).unwrap();
+        assert_eq!(info.transport, Transport::Tcp);
+        assert_eq!(info.remote.port(), 8080);
+        assert_eq!(p.socket_info(42, 1), None);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}
