@@ -36,6 +36,11 @@ pub struct RunArgs {
     /// Kernel ring buffer size in bytes (a power of two); a bigger one rides out longer bursts.
     #[arg(long, default_value_t = 8 << 20)]
     pub ring_bytes: u32,
+    /// perf-event tier: run its reader thread SCHED_FIFO (priority 1), so payloads and sockets are
+    /// read about 0.1 ms after the syscall instead of several ms on a busy node (short-lived clients
+    /// are gone by then). `--perf-realtime false` keeps it an ordinary (nice -15) thread.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub perf_realtime: bool,
     /// Stop after this long (e.g. 30s, 5m); by default run until SIGINT or SIGTERM.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
@@ -164,7 +169,8 @@ fn start(tier: TierArg, args: &RunArgs) -> Result<LiveSource, SourceError> {
             Ok(source)
         }
         TierArg::PerfEvent => {
-            let cfg = PerfConfig { capture_bytes: args.capture_bytes, ..Default::default() };
+            let cfg =
+                PerfConfig { capture_bytes: args.capture_bytes, realtime: args.perf_realtime, ..Default::default() };
             let source = LiveSource::start_perf_event(&cfg)?;
             log::info!(
                 "capturing: tier perf-event (perf_event_open on syscall tracepoints, no BPF; {} pages per CPU ring), \

@@ -17,7 +17,7 @@ use crate::procfs::SocketInfo;
 /// What the tracker needs from the system; the live one reads /proc and process memory.
 pub trait Host {
     fn fd_socket(&mut self, pid: u32, fd: i32) -> Option<u64>;
-    fn socket_info(&mut self, pid: u32, inode: u64) -> Option<SocketInfo>;
+    fn socket_info(&mut self, pid: u32, fd: i32, inode: u64) -> Option<SocketInfo>;
     fn read(&mut self, pid: u32, addr: u64, len: usize) -> Vec<u8>;
     fn read_iovecs(&mut self, pid: u32, iov: u64, count: u64, budget: usize) -> Vec<u8>;
     fn read_msghdr(&mut self, pid: u32, addr: u64) -> Option<MsgHdr>;
@@ -109,6 +109,12 @@ impl<H: Host> Tracker<H> {
     }
 
     pub fn on_sample(&mut self, s: Sample, out: &mut Vec<Event>) {
+        // Learn a process's name at its first syscall: by the time it has a connection to report,
+        // a short-lived client may be gone.
+        if !self.comms.contains_key(&s.pid) && !matches!(s.point, Point::ProcessExit) {
+            let c = self.host.comm(s.pid);
+            self.comms.insert(s.pid, c);
+        }
         match s.point {
             Point::Enter(args) => self.on_enter(&s, args, out),
             Point::Exit(ret) => self.on_exit(&s, ret, out),
@@ -142,7 +148,7 @@ impl<H: Host> Tracker<H> {
                 self.not_inet.insert((pid, fd));
                 return None;
             };
-            let info = self.host.socket_info(pid, inode)?;
+            let info = self.host.socket_info(pid, fd, inode)?;
             let conn =
                 Connection { transport: info.transport, role: Role::Unknown, local: info.local, remote: info.remote };
             self.sockets.insert((pid, fd), SocketEntry { inode, conn, sent: 0, received: 0, first_seen: now });
