@@ -66,7 +66,12 @@ const BATCH: usize = 4096;
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let tiers: Vec<TierArg> = match args.tier {
-        TierArg::Auto => planned_tiers()?,
+        TierArg::Auto => {
+            // One clear message for the most common mistake (not root), before the plan's list.
+            probes_core::preflight::check_any_tier_capabilities()
+                .map_err(|e| RunError::Capture(SourceError::Core(e.into())))?;
+            planned_tiers()?
+        }
         forced => vec![forced],
     };
     let mut capture = None;

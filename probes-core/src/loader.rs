@@ -1,7 +1,6 @@
 //! Loads the CO-RE object with aya, attaches it to the syscall tracepoints, and reads its ring
 //! buffer asynchronously. Dropping a [`Capture`] detaches and unloads everything it made.
 
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -245,11 +244,6 @@ impl Capture {
             out.push(loss_event(now_ns, LossSource::Undecodable, delta));
         }
         out
-    }
-
-    /// The ring buffer's file descriptor (for diagnostics).
-    pub fn ring_fd(&self) -> i32 {
-        self.ring.get_ref().as_raw_fd()
     }
 }
 

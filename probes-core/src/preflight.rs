@@ -66,6 +66,20 @@ pub fn check_capabilities() -> Result<(), PreflightError> {
     }
 }
 
+/// Fails when no capture tier at all could run: every tier needs CAP_PERFMON (or CAP_SYS_ADMIN)
+/// for system-wide tracepoints. The message names what the CO-RE tier needs, the usual fix.
+/// Without CAP_BPF alone, the compat plan decides (the perf-event tier needs no BPF).
+pub fn check_any_tier_capabilities() -> Result<(), PreflightError> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let Some(eff) = parse_cap_eff(&status) else { return Ok(()) };
+    let missing = missing_capabilities(eff);
+    if missing.contains(&"CAP_PERFMON") {
+        Err(PreflightError::Capabilities { missing: missing.join(" and ") })
+    } else {
+        Ok(())
+    }
+}
+
 /// The tracefs events directory, mounting tracefs at /sys/kernel/tracing if no copy is mounted.
 pub fn ensure_tracefs() -> Result<PathBuf, PreflightError> {
     for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {

@@ -220,7 +220,7 @@ impl PerfEventCapture {
         let stop = Arc::new(AtomicBool::new(false));
         let reader = Reader {
             rings,
-            _others: others,
+            redirected: others,
             kinds,
             tracker: Tracker::new(LiveHost::default(), cfg.capture_bytes as usize),
             self_pid: std::process::id(),
@@ -294,7 +294,7 @@ fn tracepoint_name(events: &Path, id: u16) -> String {
 
 struct Reader {
     rings: Vec<Ring>,
-    _others: Vec<std::os::fd::OwnedFd>,
+    redirected: Vec<std::os::fd::OwnedFd>,
     kinds: HashMap<u16, PointKind>,
     tracker: Tracker<LiveHost>,
     self_pid: u32,
@@ -326,7 +326,7 @@ impl Reader {
             // common_pid is the thread id. User-space filtering by pid stays as the fallback
             // where the kernel refuses the filter.
             let filter = format!("common_pid != {} && common_pid != {}", self.self_pid, tid);
-            for fd in self.rings.iter().map(|r| r.fd()).chain(self._others.iter()) {
+            for fd in self.rings.iter().map(|r| r.fd()).chain(self.redirected.iter()) {
                 if let Err(e) = perf::set_filter(fd, &filter) {
                     log::debug!("tracepoint filter refused ({e}); filtering own samples in user space");
                     break;
@@ -341,7 +341,7 @@ impl Reader {
                 for r in &self.rings {
                     let _ = perf::set_enabled(r.fd(), false);
                 }
-                for fd in &self._others {
+                for fd in &self.redirected {
                     let _ = perf::set_enabled(fd, false);
                 }
             } else {

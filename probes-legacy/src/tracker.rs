@@ -278,7 +278,7 @@ impl<H: Host> Tracker<H> {
             Some(e) => e,
             None => {
                 // Gone before we looked (a short connection): keep what the syscall itself said.
-                let Some(inode) = self.host.fd_socket(s.pid, fd).or(Some(0)) else { return };
+                let inode = self.host.fd_socket(s.pid, fd).unwrap_or(0);
                 let remote = match p.syscall {
                     Syscall::Connect => p.peer,
                     _ => self.host.read_sockaddr(s.pid, p.args[1]),

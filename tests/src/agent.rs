@@ -143,33 +143,6 @@ impl Captured {
     /// The captured payload of a data event, unescaped to bytes.
     pub fn payload(ev: &Value) -> Vec<u8> {
         let s = ev["payload"].as_str().expect("payload string");
-        unescape(s)
+        probes_core::event::Payload::unescape(s).unwrap_or_else(|| panic!("malformed payload escape: {s:?}")).0
     }
-}
-
-/// The inverse of the agent's payload escaping (`\\`, `\r`, `\n`, `\t`, `\xNN`).
-pub fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'\\' {
-            out.push(b[i]);
-            i += 1;
-            continue;
-        }
-        match b[i + 1] {
-            b'\\' => out.push(b'\\'),
-            b'r' => out.push(b'\r'),
-            b'n' => out.push(b'\n'),
-            b't' => out.push(b'\t'),
-            b'x' => {
-                out.push(u8::from_str_radix(std::str::from_utf8(&b[i + 2..i + 4]).unwrap(), 16).unwrap());
-                i += 2;
-            }
-            c => panic!("bad escape \\{}", c as char),
-        }
-        i += 2;
-    }
-    out
 }

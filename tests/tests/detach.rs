@@ -13,57 +13,30 @@ fn strata_programs() -> Vec<String> {
     let bpftool = require_tool("bpftool", "bpftool");
     let out = run_ok(Command::new(bpftool).args(["prog", "show", "--json"]));
     let progs: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ours: Vec<&str> = probes_names();
+    let ours = probes_names();
     progs
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|p| p["name"].as_str())
-        .filter(|n| ours.iter().any(|o| o.starts_with(n) || n.starts_with(o)))
+        .filter(|n| ours.contains(n))
         .map(String::from)
         .collect()
 }
 
+/// strata's program names (bpftool shows the full name from BTF where the kernel kept 15 bytes).
 fn probes_names() -> Vec<&'static str> {
-    // The kernel keeps 15 characters of a program name.
-    vec![
-        "enter_read",
-        "exit_read",
-        "enter_write",
-        "exit_write",
-        "enter_readv",
-        "exit_readv",
-        "enter_writev",
-        "exit_writev",
-        "enter_recvfrom",
-        "exit_recvfrom",
-        "enter_sendto",
-        "exit_sendto",
-        "enter_recvmsg",
-        "exit_recvmsg",
-        "enter_sendmsg",
-        "exit_sendmsg",
-        "enter_recvmmsg",
-        "exit_recvmmsg",
-        "enter_sendmmsg",
-        "exit_sendmmsg",
-        "enter_sendfile6",
-        "exit_sendfile64",
-        "enter_connect",
-        "exit_connect",
-        "enter_accept",
-        "exit_accept",
-        "enter_accept4",
-        "exit_accept4",
-        "enter_close",
-        "sock_set_state",
-    ]
+    probes_core::loader::PROBES.iter().map(|(name, _, _)| *name).collect()
 }
 
 fn check_detach_on(signal: i32) {
     let agent = Agent::start(&[]);
     let loaded = strata_programs();
-    assert!(loaded.len() >= 30, "while running, strata's 30 programs are loaded: {loaded:?}");
+    assert!(
+        loaded.len() >= probes_core::loader::PROBES.len(),
+        "while running, strata's {} programs are loaded: {loaded:?}",
+        probes_core::loader::PROBES.len()
+    );
     let c = agent.stop_with(signal);
     assert!(c.status.success(), "clean exit on signal {signal}: {} {}", c.status, c.stderr);
     // Program teardown is synchronous on close of the last fd; give the kernel's RCU a moment.
