@@ -25,6 +25,21 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+impl Event {
+    /// A loss report: `count` records of `source` were lost; not tied to a process.
+    pub fn loss(ts_ns: u64, source: LossSource, count: u64) -> Event {
+        Event {
+            ts_ns,
+            pid: 0,
+            tid: 0,
+            comm: String::new(),
+            fd: -1,
+            sock_id: 0,
+            kind: EventKind::Loss(Loss { source, count }),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {

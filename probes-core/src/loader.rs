@@ -9,7 +9,7 @@ use aya::{Btf, Ebpf, EbpfLoader, Endianness};
 use tokio::io::unix::AsyncFd;
 
 use crate::decode::decode;
-use crate::event::{Event, EventKind, Loss, LossSource};
+use crate::event::{Event, LossSource};
 use crate::preflight::{self, PreflightError};
 use crate::wire;
 
@@ -235,27 +235,15 @@ impl Capture {
             let delta = total.saturating_sub(self.lost_reported[slot]);
             self.lost_reported[slot] = total;
             if delta > 0 {
-                out.push(loss_event(now_ns, *source, delta));
+                out.push(Event::loss(now_ns, *source, delta));
             }
         }
         let delta = self.undecodable - self.undecodable_reported;
         self.undecodable_reported = self.undecodable;
         if delta > 0 {
-            out.push(loss_event(now_ns, LossSource::Undecodable, delta));
+            out.push(Event::loss(now_ns, LossSource::Undecodable, delta));
         }
         out
-    }
-}
-
-fn loss_event(ts_ns: u64, source: LossSource, count: u64) -> Event {
-    Event {
-        ts_ns,
-        pid: 0,
-        tid: 0,
-        comm: String::new(),
-        fd: -1,
-        sock_id: 0,
-        kind: EventKind::Loss(Loss { source, count }),
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use probes_core::event::{Event, EventKind, Loss, LossSource, Syscall};
+use probes_core::event::{Event, LossSource, Syscall};
 use probes_core::preflight::{self, PreflightError};
 use tokio::sync::mpsc;
 
@@ -426,15 +426,7 @@ impl Reader {
     fn losses(&mut self) -> Vec<Event> {
         let now = probes_core::loader::monotonic_ns();
         let mut out = vec![];
-        let mk = |source, count| Event {
-            ts_ns: now,
-            pid: 0,
-            tid: 0,
-            comm: String::new(),
-            fd: -1,
-            sock_id: 0,
-            kind: EventKind::Loss(Loss { source, count }),
-        };
+        let mk = |source, count| Event::loss(now, source, count);
         if self.lost_ring > 0 {
             out.push(mk(LossSource::PerfRing, self.lost_ring));
             self.lost_ring = 0;
