@@ -1,8 +1,10 @@
 //! strata: observes every TCP/UDP conversation on a Linux host, from the kernel, without touching
 //! the applications.
 
+mod capture_file;
 mod compat;
 mod output;
+mod replay;
 mod run;
 mod source;
 
@@ -32,6 +34,10 @@ struct Cli {
 enum Command {
     /// Capture socket traffic on this node and print it.
     Run(run::RunArgs),
+    /// Capture like `run`, into a compressed capture file for `strata replay`.
+    Record(run::RecordArgs),
+    /// Run the pipeline on a capture file (no root needed); same outputs as `run`.
+    Replay(replay::ReplayArgs),
     /// Tell what this node's kernel supports, which capture tier strata would run, and why.
     /// Exit code: 0 full fidelity, 10 degraded (no BPF tier), 11 unsupported.
     CompatCheck(compat::CompatArgs),
@@ -55,16 +61,28 @@ fn main() -> ExitCode {
                 ExitCode::from(exit::USAGE)
             }
         },
-        Command::Run(args) => match runtime.block_on(run::run(args)) {
+        Command::Replay(args) => match replay::replay(&args) {
             Ok(()) => ExitCode::from(exit::OK),
             Err(e) => {
                 log::error!("{e}");
-                ExitCode::from(match &e {
-                    run::RunError::Capture(c) if !c.is_environment() => exit::USAGE,
-                    run::RunError::Capture(_) | run::RunError::NoTier(_) => exit::ENVIRONMENT,
-                    _ => exit::FAILURE,
-                })
+                ExitCode::from(exit::FAILURE)
             }
         },
+        Command::Record(args) => exit_code(runtime.block_on(run::record(args))),
+        Command::Run(args) => exit_code(runtime.block_on(run::run(args))),
+    }
+}
+
+fn exit_code(result: Result<(), run::RunError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(match &e {
+                run::RunError::Capture(c) if !c.is_environment() => exit::USAGE,
+                run::RunError::Capture(_) | run::RunError::NoTier(_) => exit::ENVIRONMENT,
+                _ => exit::FAILURE,
+            })
+        }
     }
 }

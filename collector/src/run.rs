@@ -1,12 +1,15 @@
-//! `strata run`: capture until stopped, write events out.
+//! `strata run` and `strata record`: capture until stopped, write events out (to the terminal,
+//! as JSON lines, or to a capture file).
 
 use std::io::ErrorKind;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use probes_core::loader::{monotonic_ns, CaptureConfig};
-use probes_legacy::capture::PerfConfig;
+use probes_legacy::capture::{PerfConfig, Wakeup};
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::capture_file::CaptureWriter;
 use crate::output::{self, EventSink, OutputFormat, WallClock};
 use crate::source::{LiveSource, SourceError};
 use kernel_compat::Tier;
@@ -22,14 +25,36 @@ pub enum TierArg {
     PerfEvent,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PerfWakeupArg {
+    PerSample,
+    Batched,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Capture tier: `auto` picks the best one this node runs.
-    #[arg(long, value_enum, default_value_t = TierArg::Auto)]
-    pub tier: TierArg,
+    #[command(flatten)]
+    pub capture: CaptureArgs,
     /// What to print on standard output.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+    /// The capture file to write (replay it with `strata replay FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// How to capture: shared by `run` and `record`.
+#[derive(Debug, clap::Args)]
+pub struct CaptureArgs {
+    /// Capture tier: `auto` picks the best one this node runs.
+    #[arg(long, value_enum, default_value_t = TierArg::Auto)]
+    pub tier: TierArg,
     /// Payload bytes captured per syscall (at most 8192); the true byte count is always reported.
     #[arg(long, default_value_t = 4096)]
     pub capture_bytes: u32,
@@ -41,6 +66,10 @@ pub struct RunArgs {
     /// are gone by then). `--perf-realtime false` keeps it an ordinary (nice -15) thread.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub perf_realtime: bool,
+    /// perf-event tier: wake the reader on every sample (`per-sample`: fresher payloads) or in
+    /// batches (`batched`: far less overhead under load, most payloads read too late to be right).
+    #[arg(long, value_enum, default_value_t = PerfWakeupArg::PerSample)]
+    pub perf_wakeup: PerfWakeupArg,
     /// Stop after this long (e.g. 30s, 5m); by default run until SIGINT or SIGTERM.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
@@ -58,6 +87,8 @@ pub enum RunError {
     NoTier(String),
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    CaptureFile(#[from] crate::capture_file::CaptureFileError),
 }
 
 /// How often kernel-side loss counters are read and reported.
@@ -65,6 +96,20 @@ const LOSS_REPORT_EVERY: Duration = Duration::from_secs(1);
 const BATCH: usize = 4096;
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
+    let mut sink = output::sink(args.output, Box::new(std::io::stdout()), WallClock::now());
+    capture(&args.capture, &mut *sink).await
+}
+
+pub async fn record(args: RecordArgs) -> Result<(), RunError> {
+    let mut file = CaptureWriter::create(&args.out, WallClock::now())?;
+    let result = capture(&args.capture, &mut file).await;
+    let finished = file.finish().map_err(RunError::Output);
+    log::info!("capture written to {}", args.out.display());
+    result.and(finished)
+}
+
+/// Captures with the tier `args` names (or the best one), writing to `sink` until stopped.
+async fn capture(args: &CaptureArgs, sink: &mut dyn EventSink) -> Result<(), RunError> {
     let tiers: Vec<TierArg> = match args.tier {
         TierArg::Auto => {
             // One clear message for the most common mistake (not root), before the plan's list.
@@ -76,7 +121,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     };
     let mut capture = None;
     for (i, tier) in tiers.iter().enumerate() {
-        match start(*tier, &args) {
+        match start(*tier, args) {
             Ok(source) => {
                 capture = Some(source);
                 break;
@@ -90,7 +135,6 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         }
     }
     let mut capture = capture.expect("the loop returns or sets a source");
-    let mut sink = output::sink(args.output, Box::new(std::io::stdout()), WallClock::now());
     let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut loss_tick = tokio::time::interval(LOSS_REPORT_EVERY);
@@ -107,11 +151,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         tokio::select! {
             r = capture.next_batch(&mut batch, BATCH) => {
                 if let Err(e) = r { break Err(RunError::Ring(e)); }
-                if let Err(e) = write_all(&mut *sink, &mut batch) { break Err(e); }
+                if let Err(e) = write_all(sink, &mut batch) { break Err(e); }
             }
             _ = loss_tick.tick() => {
                 batch.extend(capture.take_losses(monotonic_ns()));
-                if let Err(e) = write_all(&mut *sink, &mut batch) { break Err(e); }
+                if let Err(e) = write_all(sink, &mut batch) { break Err(e); }
             }
             _ = sigint.recv() => break Ok(()),
             _ = sigterm.recv() => break Ok(()),
@@ -122,7 +166,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     capture.detach();
     capture.drain(&mut batch);
     batch.extend(capture.take_losses(monotonic_ns()));
-    let drained = write_all(&mut *sink, &mut batch);
+    let drained = write_all(sink, &mut batch);
     log::info!("stopped: programs detached");
     result.and(drained).or_else(|e| match e {
         // A closed stdout (`strata run | head`) is a normal way to stop.
@@ -159,7 +203,7 @@ fn planned_tiers() -> Result<Vec<TierArg>, RunError> {
     }
 }
 
-fn start(tier: TierArg, args: &RunArgs) -> Result<LiveSource, SourceError> {
+fn start(tier: TierArg, args: &CaptureArgs) -> Result<LiveSource, SourceError> {
     match tier {
         TierArg::Auto | TierArg::Core => {
             let cfg =
@@ -174,8 +218,15 @@ fn start(tier: TierArg, args: &RunArgs) -> Result<LiveSource, SourceError> {
             Ok(source)
         }
         TierArg::PerfEvent => {
-            let cfg =
-                PerfConfig { capture_bytes: args.capture_bytes, realtime: args.perf_realtime, ..Default::default() };
+            let cfg = PerfConfig {
+                capture_bytes: args.capture_bytes,
+                realtime: args.perf_realtime,
+                wakeup: match args.perf_wakeup {
+                    PerfWakeupArg::PerSample => Wakeup::PerSample,
+                    PerfWakeupArg::Batched => Wakeup::Batched,
+                },
+                ..Default::default()
+            };
             let source = LiveSource::start_perf_event(&cfg)?;
             log::info!(
                 "capturing: tier perf-event (perf_event_open on syscall tracepoints, no BPF; {} pages per CPU ring), \

@@ -34,6 +34,15 @@ impl WallClock {
         WallClock { realtime_minus_monotonic_ns: real - mono }
     }
 
+    /// A clock recorded elsewhere (a capture file's header).
+    pub fn from_offset_ns(realtime_minus_monotonic_ns: i128) -> WallClock {
+        WallClock { realtime_minus_monotonic_ns }
+    }
+
+    pub fn offset_ns(&self) -> i128 {
+        self.realtime_minus_monotonic_ns
+    }
+
     pub fn unix_ns(&self, monotonic_ns: u64) -> i128 {
         monotonic_ns as i128 + self.realtime_minus_monotonic_ns
     }
