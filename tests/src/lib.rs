@@ -22,6 +22,25 @@ pub fn strata_bin() -> PathBuf {
     bin
 }
 
+/// A copy of the `strata` binary that an unprivileged user can run: the checkout may sit below a
+/// directory only root may enter (/root), which would make "permission denied" pass for "strata
+/// refused". The copy lives in a world-readable temporary directory.
+pub fn strata_bin_for_nobody() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("strata-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.join("strata");
+    if !bin.exists() {
+        // Copy to a temporary name and rename: parallel tests may race to create it.
+        let tmp = dir.join(format!("strata.{:?}", std::thread::current().id()));
+        std::fs::copy(strata_bin(), &tmp).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &bin).unwrap();
+    }
+    bin
+}
+
 /// The path of a tool the tests need, or a failure naming the Debian package that has it.
 pub fn require_tool(name: &str, package: &str) -> PathBuf {
     for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin", "/usr/local/sbin"] {

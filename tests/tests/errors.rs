@@ -10,7 +10,7 @@ fn without_capabilities_it_names_them_and_exits_3() {
     // An unprivileged user with every capability dropped.
     let out = Command::new(setpriv)
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
-        .arg(strata_bin())
+        .arg(strata_e2e::strata_bin_for_nobody())
         .args(["run", "--output", "jsonl"])
         .output()
         .unwrap();

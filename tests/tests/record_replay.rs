@@ -11,7 +11,7 @@ fn replay_as(args: &[&str], unprivileged: bool) -> std::process::Output {
     let mut cmd = if unprivileged {
         let mut c = Command::new(require_tool("setpriv", "util-linux"));
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]);
-        c.arg(strata_bin());
+        c.arg(strata_e2e::strata_bin_for_nobody());
         c
     } else {
         Command::new(strata_bin())
