@@ -72,6 +72,31 @@ struct RunArgs {
     /// Judge by the tier `strata run` reports when this strata has no `compat-check` (transition only).
     #[arg(long)]
     allow_missing_compat_check: bool,
+    /// Write the facts each guest's compat-check gathered to DIR/<kernel>--<scenario>.json: real
+    /// kernels' facts, the best fixtures for kernel-compat's plan tests.
+    #[arg(long, value_name = "DIR")]
+    save_facts: Option<PathBuf>,
+}
+
+/// Writes the `facts` of a guest's compat report, marked with where they came from.
+fn save_facts(dir: &Path, kernel: &str, scenario: &str, r: &guest::GuestResult) -> Result<()> {
+    let Some(report) = r.compat() else { return Ok(()) };
+    let mut facts = report?.get("facts").cloned().context("compat report without facts")?;
+    if let Some(obj) = facts.as_object_mut() {
+        obj.insert(
+            "source".into(),
+            serde_json::Value::String(format!(
+                "gathered by `strata compat-check` inside a QEMU guest of the kernel matrix: kernel {kernel} \
+                 ({}), scenario {scenario}",
+                r.kernel
+            )),
+        );
+    }
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{kernel}--{scenario}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&facts)? + "\n")?;
+    println!("  facts saved to {}", path.display());
+    Ok(())
 }
 
 fn crate_dir() -> PathBuf {
@@ -224,6 +249,9 @@ fn run(manifest: &Manifest, manifest_dir: &Path, cache_dir: &Path, args: RunArgs
         };
         let verdict = judge::judge(s, &outcome, opts);
         let secs = t.elapsed().as_secs_f64();
+        if let (Some(dir), GuestOutcome::Reported(r)) = (&args.save_facts, &outcome) {
+            save_facts(dir, &k.name, &s.name, r)?;
+        }
         if let GuestOutcome::Reported(r) = &outcome {
             println!(
                 "  {} / {}: kernel {}, btf {}, {}, compat-check {}, run tier {:?}, {} records, {} events [{secs:.1} s]",

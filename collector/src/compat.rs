@@ -45,8 +45,11 @@ pub fn required_tracepoints() -> Vec<(String, String)> {
 
 /// This node's facts, gathered by asking the kernel.
 pub fn gather_here() -> Facts {
-    // The tracepoint check needs tracefs; mount it if it is not (as `strata run` would).
+    // Ask under the conditions `strata run` loads in: tracefs mounted, and (kernels before 5.11
+    // charge BPF memory to it) RLIMIT_MEMLOCK lifted, or a probe that needs a map fails with
+    // EPERM and a working feature reads as unknown (seen on Debian 5.10: ringbuf_output).
     let _ = probes_core::preflight::ensure_tracefs();
+    probes_core::preflight::raise_memlock_rlimit();
     gather(&GatherOptions::with_tracepoints(required_tracepoints()))
 }
 

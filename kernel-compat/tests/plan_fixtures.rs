@@ -287,3 +287,33 @@ fn reports_show_features_decision_and_reasons() {
         (Some("core"), Some("ring-buffer"), Some("kernel"))
     );
 }
+
+/// Facts gathered inside the kernel matrix's QEMU guests (`ci-kernels run --save-facts`): real
+/// kernels, not hand-written ones. Each must plan to the tier the matrix expects of it.
+#[test]
+fn facts_gathered_in_matrix_guests_plan_as_the_matrix_expects() {
+    let dir = format!("{}/fixtures/facts/matrix", env!("CARGO_MANIFEST_DIR"));
+    let mut seen = vec![];
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let facts: Facts =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let p = plan(&facts, &BuiltTiers::current());
+        if name.starts_with("debian-") {
+            assert_eq!(
+                (p.tier, p.transport, p.btf_source),
+                (Tier::Core, Transport::RingBuffer, BtfSource::Kernel),
+                "{name}"
+            );
+        } else if name.starts_with("bpf-less") {
+            assert_eq!(p.tier, Tier::PerfEvent, "{name}");
+            assert_rejected_for(&p, Tier::Core, &["ENOSYS"]);
+        } else {
+            panic!("{name}: no expectation for this kernel: add one");
+        }
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(seen.len(), 4, "one file per matrix kernel: {seen:?}");
+}
