@@ -6,7 +6,8 @@ use probes_legacy::capture::{PerfConfig, PerfError, PerfEventCapture};
 
 /// A running live capture of one tier.
 pub enum LiveSource {
-    Core(Capture),
+    // Boxed: the aya handle is large, and a source is made once per run.
+    Core(Box<Capture>),
     PerfEvent(PerfEventCapture),
 }
 
@@ -30,7 +31,7 @@ impl SourceError {
 
 impl LiveSource {
     pub fn start_core(cfg: &CaptureConfig) -> Result<LiveSource, SourceError> {
-        Ok(LiveSource::Core(Capture::start(cfg)?))
+        Ok(LiveSource::Core(Box::new(Capture::start(cfg)?)))
     }
 
     pub fn start_perf_event(cfg: &PerfConfig) -> Result<LiveSource, SourceError> {

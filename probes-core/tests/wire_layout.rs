@@ -51,10 +51,10 @@ fn c_program() -> String {
             c.push_str(&format!("printf(\"{name} {f} %zu\\n\", offsetof(struct {name}, {f}));\n"));
         }
     }
-    c.push_str(&format!(
+    c.push_str(
         "printf(\"MAX_CAPTURE %d\\n\", STRATA_MAX_CAPTURE);\nprintf(\"COMM_LEN %d\\n\", STRATA_COMM_LEN);\n\
-         printf(\"LOST_SLOTS %d\\n\", STRATA_LOST_SLOTS);\nreturn 0; }}\n"
-    ));
+         printf(\"LOST_SLOTS %d\\n\", STRATA_LOST_SLOTS);\nreturn 0; }\n",
+    );
     c
 }
 

@@ -162,21 +162,13 @@ impl<H: Host> Tracker<H> {
             Syscall::Close => {
                 self.not_inet.remove(&(s.pid, fd));
                 if let Some(e) = self.sockets.remove(&(s.pid, fd)) {
-                    let comm = self.comm(s.pid);
-                    out.push(Event {
-                        ts_ns: s.time,
-                        pid: s.pid,
-                        tid: s.tid,
-                        comm,
-                        fd,
-                        sock_id: e.inode,
-                        kind: EventKind::Close(Close {
-                            conn: e.conn,
-                            bytes_sent: e.sent,
-                            bytes_received: e.received,
-                            first_seen_ns: e.first_seen,
-                        }),
+                    let close = EventKind::Close(Close {
+                        conn: e.conn,
+                        bytes_sent: e.sent,
+                        bytes_received: e.received,
+                        first_seen_ns: e.first_seen,
                     });
+                    out.push(self.event(s, fd, e.inode, close));
                 }
                 return;
             }
@@ -291,16 +283,8 @@ impl<H: Host> Tracker<H> {
         };
         entry.conn.role = role;
         let (conn, inode) = (entry.conn, entry.inode);
-        let comm = self.comm(s.pid);
-        out.push(Event {
-            ts_ns: s.time,
-            pid: s.pid,
-            tid: s.tid,
-            comm,
-            fd,
-            sock_id: inode,
-            kind: EventKind::Open(Open { conn, syscall: p.syscall, in_progress, enter_ns: p.enter_ns }),
-        });
+        let open = EventKind::Open(Open { conn, syscall: p.syscall, in_progress, enter_ns: p.enter_ns });
+        out.push(self.event(s, fd, inode, open));
     }
 
     fn data(
@@ -325,26 +309,23 @@ impl<H: Host> Tracker<H> {
             conn.remote = peer;
         }
         let inode = entry.inode;
-        let comm = self.comm(s.pid);
-        out.push(Event {
-            ts_ns: s.time,
-            pid: s.pid,
-            tid: s.tid,
-            comm,
-            fd: p.fd,
-            sock_id: inode,
-            kind: EventKind::Data(Data {
-                conn,
-                syscall: p.syscall,
-                direction,
-                byte_count,
-                truncated: (payload.len() as u64) < byte_count,
-                payload: Payload(payload),
-                peer_from_msg: peer.is_some(),
-                payload_stale: true,
-                enter_ns: p.enter_ns,
-                exit_ns: s.time,
-            }),
+        let data = EventKind::Data(Data {
+            conn,
+            syscall: p.syscall,
+            direction,
+            byte_count,
+            truncated: (payload.len() as u64) < byte_count,
+            payload: Payload(payload),
+            peer_from_msg: peer.is_some(),
+            payload_stale: true,
+            enter_ns: p.enter_ns,
+            exit_ns: s.time,
         });
+        out.push(self.event(s, p.fd, inode, data));
+    }
+
+    /// An event of the sample's process and thread, at the sample's time.
+    fn event(&mut self, s: &Sample, fd: i32, sock_id: u64, kind: EventKind) -> Event {
+        Event { ts_ns: s.time, pid: s.pid, tid: s.tid, comm: self.comm(s.pid), fd, sock_id, kind }
     }
 }

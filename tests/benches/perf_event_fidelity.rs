@@ -30,7 +30,7 @@ fn drive(port: u16, seconds: u64, rate: Option<u64>) -> u64 {
             }
         }
         // A fresh connection now and then: nginx closes one after keepalive_requests.
-        if n > 0 && n % 10_000 == 0 {
+        if n > 0 && n.is_multiple_of(10_000) {
             s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         }
         s.write_all(format!("GET /fid/{n} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes()).unwrap();
