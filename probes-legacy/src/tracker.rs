@@ -136,6 +136,7 @@ impl<H: Host> Tracker<H> {
         if fd < 0 || self.not_inet.contains(&(pid, fd)) {
             return None;
         }
+        // Checked at every syscall's enter: close() is traced, but dup2() onto an open fd is not.
         let inode = self.host.fd_socket(pid, fd);
         if let Some(e) = self.sockets.get(&(pid, fd)) {
             // A reused fd names another socket now: start over.
@@ -287,6 +288,15 @@ impl<H: Host> Tracker<H> {
         out.push(self.event(s, fd, inode, open));
     }
 
+    /// The entry of a socket whose syscall's enter just resolved it: no second /proc look-up on
+    /// the hot path (the enter already checked the fd still names that socket).
+    fn known_socket(&mut self, pid: u32, fd: i32, now: u64) -> Option<&mut SocketEntry> {
+        if self.sockets.contains_key(&(pid, fd)) {
+            return self.sockets.get_mut(&(pid, fd));
+        }
+        self.socket(pid, fd, now)
+    }
+
     fn data(
         &mut self,
         s: &Sample,
@@ -296,7 +306,7 @@ impl<H: Host> Tracker<H> {
         peer: Option<SocketAddr>,
         out: &mut Vec<Event>,
     ) {
-        let Some(entry) = self.socket(s.pid, p.fd, s.time) else { return };
+        let Some(entry) = self.known_socket(s.pid, p.fd, s.time) else { return };
         let direction = if is_write_like(p.syscall) || p.syscall == Syscall::Sendmmsg {
             entry.sent += byte_count;
             Direction::Egress
