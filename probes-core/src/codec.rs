@@ -103,7 +103,7 @@ pub fn decode(buf: &[u8], base_offset: usize) -> Result<Option<(Event, usize)>, 
 /// Larger than any record strata makes (payloads are capped at 8 KiB).
 const MAX_RECORD: usize = 1 << 20;
 
-const LOSS_SOURCES: [LossSource; 8] = [
+const LOSS_SOURCES: [LossSource; 10] = [
     LossSource::KernelOpen,
     LossSource::KernelData,
     LossSource::KernelClose,
@@ -112,6 +112,8 @@ const LOSS_SOURCES: [LossSource; 8] = [
     LossSource::Undecodable,
     LossSource::PerfRing,
     LossSource::PerfPending,
+    LossSource::PerfUnreadable,
+    LossSource::PerfUnresolved,
 ];
 
 fn syscall_code(s: Syscall) -> u8 {

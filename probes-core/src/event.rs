@@ -237,6 +237,12 @@ pub enum LossSource {
     PerfRing,
     /// Syscall enters dropped because the user-space pairing table was full (perf-event tier).
     PerfPending,
+    /// Messages of a sendmmsg whose headers could not be read from the sender in time, so their
+    /// sizes are unknown (perf-event tier: the sender had moved on or exited).
+    PerfUnreadable,
+    /// Syscalls whose fd could not be resolved because the process had exited before strata looked
+    /// (perf-event tier; some may not have been sockets).
+    PerfUnresolved,
 }
 
 impl LossSource {

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::format::{read_int, Field, Format};
 use crate::memory;
 use crate::perf::{self, Record, Ring};
-use crate::procfs::{Procfs, SocketInfo};
+use crate::procfs::{FdLookup, Procfs, SocketInfo};
 use crate::tracker::{Host, Point, Sample, Tracker};
 
 /// The syscalls traced, as (tracefs name, syscall). Each has a sys_enter_ and a sys_exit_ point.
@@ -53,6 +53,7 @@ pub fn required_tracepoints() -> Vec<(String, String)> {
         .map(|n| ("syscalls".to_string(), n))
         .collect();
     v.push(("sched".into(), "sched_process_exit".into()));
+    v.push(("sched".into(), "sched_process_exec".into()));
     v
 }
 
@@ -120,6 +121,7 @@ enum PointKind {
     Enter(Syscall, Vec<Field>),
     Exit(Syscall, Field),
     ProcessExit,
+    Exec,
 }
 
 pub struct PerfEventCapture {
@@ -197,6 +199,8 @@ impl PerfEventCapture {
         }
         let pexit = read_format(&events, "sched", "sched_process_exit")?;
         kinds.insert(pexit.id as u16, PointKind::ProcessExit);
+        let exec = read_format(&events, "sched", "sched_process_exec")?;
+        kinds.insert(exec.id as u16, PointKind::Exec);
 
         let cpus = perf::parse_cpu_list(&std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default());
         let cpus = if cpus.is_empty() { vec![0] } else { cpus };
@@ -431,6 +435,7 @@ impl Reader {
                         Some(PointKind::Exit(sc, ret)) => read_int(raw, ret).map(|r| (*sc, Point::Exit(r))),
                         // The syscall is irrelevant here; Close is a placeholder.
                         Some(PointKind::ProcessExit) => Some((Syscall::Close, Point::ProcessExit)),
+                        Some(PointKind::Exec) => Some((Syscall::Close, Point::Exec)),
                         None => None,
                     };
                     if let Some((syscall, point)) = point {
@@ -457,6 +462,14 @@ impl Reader {
             out.push(mk(LossSource::PerfPending, pending));
             self.reported_pending = self.tracker.pending_overflow;
         }
+        if self.tracker.unresolved > 0 {
+            out.push(mk(LossSource::PerfUnresolved, self.tracker.unresolved));
+            self.tracker.unresolved = 0;
+        }
+        if self.tracker.unreadable_messages > 0 {
+            out.push(mk(LossSource::PerfUnreadable, self.tracker.unreadable_messages));
+            self.tracker.unreadable_messages = 0;
+        }
         out
     }
 }
@@ -468,8 +481,8 @@ pub struct LiveHost {
 }
 
 impl Host for LiveHost {
-    fn fd_socket(&mut self, pid: u32, fd: i32) -> Option<u64> {
-        self.procfs.fd_socket(pid, fd)
+    fn fd(&mut self, pid: u32, fd: i32) -> FdLookup {
+        self.procfs.fd(pid, fd)
     }
     fn socket_info(&mut self, pid: u32, fd: i32, inode: u64) -> Option<SocketInfo> {
         crate::procfs::socket_info_via_pidfd(pid, fd, inode).or_else(|| self.procfs.socket_info(pid, inode))
@@ -480,6 +493,9 @@ impl Host for LiveHost {
     fn read_iovecs(&mut self, pid: u32, iov: u64, count: u64, budget: usize) -> Vec<u8> {
         memory::read_iovecs(pid, iov, count, budget, probes_core::wire::MAX_IOV as usize)
     }
+    fn iov_total(&mut self, pid: u32, iov: u64, count: u64) -> Option<u64> {
+        memory::iov_total(pid, iov, count, probes_core::wire::MAX_IOV as usize)
+    }
     fn read_msghdr(&mut self, pid: u32, addr: u64) -> Option<memory::MsgHdr> {
         memory::read_msghdr(pid, addr)
     }
@@ -488,6 +504,9 @@ impl Host for LiveHost {
             return None;
         }
         memory::read_sockaddr(pid, addr)
+    }
+    fn alive(&mut self, pid: u32) -> bool {
+        self.procfs.alive(pid)
     }
     fn comm(&mut self, pid: u32) -> String {
         match std::fs::read_to_string(format!("/proc/{pid}/comm")) {

@@ -48,6 +48,17 @@ pub fn read_iovecs(pid: u32, iov: u64, count: u64, budget: usize, max_iov: usize
     out
 }
 
+/// The sum of the lengths in an iovec array of `count` entries (at most `max_iov`): what a send
+/// of it can transmit at most.
+pub fn iov_total(pid: u32, iov: u64, count: u64, max_iov: usize) -> Option<u64> {
+    let mut total = 0u64;
+    for i in 0..count.min(max_iov as u64) {
+        let [_, len] = read_u64s::<2>(pid, iov + i * 16)?;
+        total = total.saturating_add(len);
+    }
+    Some(total)
+}
+
 /// `struct msghdr` (x86_64): name, namelen, iov, iovlen, control, controllen, flags.
 pub struct MsgHdr {
     pub name: u64,

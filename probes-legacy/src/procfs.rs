@@ -13,6 +13,16 @@ pub fn socket_inode(link: &str) -> Option<u64> {
     link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
 }
 
+/// What an fd number of a process names at the time of the look-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdLookup {
+    Socket(u64),
+    /// A file, pipe, eventfd, ...: not a socket.
+    Other,
+    /// No such fd (closed since) or no such process (exited since).
+    Absent,
+}
+
 /// One row of /proc/net/{tcp,tcp6,udp,udp6}.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SocketRow {
@@ -25,6 +35,19 @@ pub struct SocketRow {
 /// Parses a table; rows that do not parse are skipped (the header, garbage).
 pub fn parse_table(text: &str) -> Vec<SocketRow> {
     text.lines().filter_map(parse_row).collect()
+}
+
+/// Whether a /proc/<pid>/stat line describes a process that is exiting or has exited: state Z
+/// (zombie) or X (dead), or PF_EXITING in the flags (set as do_exit begins, before the fds go).
+pub fn stat_says_exiting(stat: &str) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    // The name in parentheses may hold spaces and parentheses: fields follow the last ')'.
+    let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next().unwrap_or("");
+    // After state: ppid, pgrp, session, tty_nr, tpgid, then flags.
+    let flags = fields.nth(5).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    matches!(state, "Z" | "X" | "x") || flags & PF_EXITING != 0
 }
 
 fn parse_row(line: &str) -> Option<SocketRow> {
@@ -84,10 +107,31 @@ impl Procfs {
         Procfs { root: root.as_ref().to_path_buf() }
     }
 
+    /// What `fd` of `pid` names now.
+    pub fn fd(&self, pid: u32, fd: i32) -> FdLookup {
+        match std::fs::read_link(self.root.join(pid.to_string()).join("fd").join(fd.to_string())) {
+            Ok(link) => match link.to_str().and_then(socket_inode) {
+                Some(inode) => FdLookup::Socket(inode),
+                None => FdLookup::Other,
+            },
+            Err(_) => FdLookup::Absent,
+        }
+    }
+
     /// The socket inode behind `fd` of `pid`, or None for anything that is not a socket.
     pub fn fd_socket(&self, pid: u32, fd: i32) -> Option<u64> {
-        let link = std::fs::read_link(self.root.join(pid.to_string()).join("fd").join(fd.to_string())).ok()?;
-        socket_inode(link.to_str()?)
+        match self.fd(pid, fd) {
+            FdLookup::Socket(inode) => Some(inode),
+            _ => None,
+        }
+    }
+
+    /// Whether `pid` still runs with its fds in place (not gone, not exiting, not a zombie).
+    pub fn alive(&self, pid: u32) -> bool {
+        match std::fs::read_to_string(self.root.join(pid.to_string()).join("stat")) {
+            Ok(stat) => !stat_says_exiting(&stat),
+            Err(_) => false,
+        }
     }
 
     /// Finds `inode` in the TCP and UDP tables of `pid`'s network namespace. None when it is not an
@@ -109,6 +153,21 @@ impl Procfs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exiting_and_zombie_processes_are_told_apart_from_running_ones() {
+        let running = "4242 (dig) S 1 4242 4242 0 -1 4194560 120 0 0 0 1 0 0 0 20 0 3 0 99 1 1 1";
+        let exiting = "4242 (dig) R 1 4242 4242 0 -1 4194564 120 0 0 0 1 0 0 0 20 0 3 0 99 1 1 1";
+        let zombie = "4242 (a) b) c) Z 1 4242 4242 0 -1 4194560 120 0 0 0 1 0 0 0 20 0 3 0 99 1 1 1";
+        assert!(!stat_says_exiting(running));
+        assert!(stat_says_exiting(exiting));
+        assert!(stat_says_exiting(zombie));
+        assert!(!stat_says_exiting("garbage"));
+        let me = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(!stat_says_exiting(&me));
+        assert!(Procfs::default().alive(std::process::id()));
+        assert!(!Procfs::default().alive(u32::MAX - 1));
+    }
 
     const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n\

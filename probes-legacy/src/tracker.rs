@@ -12,17 +12,21 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use probes_core::event::*;
 
 use crate::memory::MsgHdr;
-use crate::procfs::SocketInfo;
+use crate::procfs::{FdLookup, SocketInfo};
 
 /// What the tracker needs from the system; the live one reads /proc and process memory.
 pub trait Host {
-    fn fd_socket(&mut self, pid: u32, fd: i32) -> Option<u64>;
+    fn fd(&mut self, pid: u32, fd: i32) -> FdLookup;
     fn socket_info(&mut self, pid: u32, fd: i32, inode: u64) -> Option<SocketInfo>;
     fn read(&mut self, pid: u32, addr: u64, len: usize) -> Vec<u8>;
     fn read_iovecs(&mut self, pid: u32, iov: u64, count: u64, budget: usize) -> Vec<u8>;
     fn read_msghdr(&mut self, pid: u32, addr: u64) -> Option<MsgHdr>;
+    /// The sum of an iovec array's lengths, if the array could be read.
+    fn iov_total(&mut self, pid: u32, iov: u64, count: u64) -> Option<u64>;
     fn read_sockaddr(&mut self, pid: u32, addr: u64) -> Option<SocketAddr>;
     fn comm(&mut self, pid: u32) -> String;
+    /// Whether the process still exists (its fds can be looked up).
+    fn alive(&mut self, pid: u32) -> bool;
 }
 
 /// One syscall tracepoint hit.
@@ -42,6 +46,8 @@ pub enum Point {
     /// sched_process_exit: handled in time order with the syscalls, so that the last syscalls of
     /// a short-lived process (seen in the same pass as its exit) still find its sockets.
     ProcessExit,
+    /// sched_process_exec: the process is another program now (its name changes).
+    Exec,
 }
 
 struct Pending {
@@ -52,6 +58,14 @@ struct Pending {
     /// Write-like calls: the bytes read at enter; connect: the peer.
     payload: Option<Vec<u8>>,
     peer: Option<SocketAddr>,
+    /// sendmmsg: each message's bytes, peer and iovec total, read at enter like other writes.
+    messages: Vec<SentMessage>,
+}
+
+struct SentMessage {
+    payload: Vec<u8>,
+    peer: Option<SocketAddr>,
+    iov_total: Option<u64>,
 }
 
 struct SocketEntry {
@@ -64,6 +78,8 @@ struct SocketEntry {
 
 const MAX_PENDING: usize = 65536;
 const MAX_MMSG: u64 = 4;
+/// `struct mmsghdr` on x86_64: msghdr (56) + msg_len (4), padded to 64.
+const MMSGHDR_SIZE: u64 = 64;
 const EINPROGRESS: i64 = 115;
 
 pub struct Tracker<H: Host> {
@@ -75,6 +91,12 @@ pub struct Tracker<H: Host> {
     comms: HashMap<u32, String>,
     /// Enter samples dropped because the pairing table was full.
     pub pending_overflow: u64,
+    /// sendmmsg messages sent whose headers were unreadable (not reported as data); the capture
+    /// reports and resets this.
+    pub unreadable_messages: u64,
+    /// Syscalls on fds that could not be resolved because their process had exited before the
+    /// look-up (some may not have been sockets); the capture reports and resets this.
+    pub unresolved: u64,
 }
 
 fn unspecified() -> SocketAddr {
@@ -95,6 +117,8 @@ impl<H: Host> Tracker<H> {
             not_inet: HashSet::new(),
             comms: HashMap::new(),
             pending_overflow: 0,
+            unreadable_messages: 0,
+            unresolved: 0,
         }
     }
 
@@ -111,7 +135,7 @@ impl<H: Host> Tracker<H> {
     pub fn on_sample(&mut self, s: Sample, out: &mut Vec<Event>) {
         // Learn a process's name at its first syscall: by the time it has a connection to report,
         // a short-lived client may be gone.
-        if !self.comms.contains_key(&s.pid) && !matches!(s.point, Point::ProcessExit) {
+        if !self.comms.contains_key(&s.pid) && !matches!(s.point, Point::ProcessExit | Point::Exec) {
             let c = self.host.comm(s.pid);
             self.comms.insert(s.pid, c);
         }
@@ -119,6 +143,10 @@ impl<H: Host> Tracker<H> {
             Point::Enter(args) => self.on_enter(&s, args, out),
             Point::Exit(ret) => self.on_exit(&s, ret, out),
             Point::ProcessExit => self.process_exit(s.pid, s.tid),
+            // The name learnt at the first syscall may be the forking shell's.
+            Point::Exec => {
+                self.comms.remove(&s.pid);
+            }
         }
     }
 
@@ -137,19 +165,43 @@ impl<H: Host> Tracker<H> {
             return None;
         }
         // Checked at every syscall's enter: close() is traced, but dup2() onto an open fd is not.
-        let inode = self.host.fd_socket(pid, fd);
+        let found = self.host.fd(pid, fd);
         if let Some(e) = self.sockets.get(&(pid, fd)) {
-            // A reused fd names another socket now: start over.
-            if inode.is_some_and(|i| i != e.inode) {
-                self.sockets.remove(&(pid, fd));
+            match found {
+                // A reused fd names another socket now: start over.
+                FdLookup::Socket(i) if i != e.inode => {
+                    self.sockets.remove(&(pid, fd));
+                }
+                FdLookup::Other => {
+                    self.sockets.remove(&(pid, fd));
+                }
+                // Closed since (the close is further down the stream): still the socket we know.
+                _ => return self.sockets.get_mut(&(pid, fd)),
             }
         }
         if !self.sockets.contains_key(&(pid, fd)) {
-            let Some(inode) = inode else {
-                self.not_inet.insert((pid, fd));
+            let inode = match found {
+                FdLookup::Socket(inode) => inode,
+                FdLookup::Other => {
+                    self.not_inet.insert((pid, fd));
+                    return None;
+                }
+                // Closed or exited before we looked: it may have been a socket. Not cached, and
+                // counted, so that a short-lived client's traffic is never lost silently.
+                FdLookup::Absent => {
+                    self.unresolved += 1;
+                    return None;
+                }
+            };
+            let Some(info) = self.host.socket_info(pid, fd, inode) else {
+                // A UNIX socket, say; or one gone since, which counts as unresolved.
+                if self.host.alive(pid) {
+                    self.not_inet.insert((pid, fd));
+                } else {
+                    self.unresolved += 1;
+                }
                 return None;
             };
-            let info = self.host.socket_info(pid, fd, inode)?;
             let conn =
                 Connection { transport: info.transport, role: Role::Unknown, local: info.local, remote: info.remote };
             self.sockets.insert((pid, fd), SocketEntry { inode, conn, sent: 0, received: 0, first_seen: now });
@@ -207,7 +259,24 @@ impl<H: Host> Tracker<H> {
             Syscall::Connect => (None, self.host.read_sockaddr(s.pid, args[1])),
             _ => (None, None),
         };
-        self.pending.insert(s.tid, Pending { syscall: s.syscall, fd, args, enter_ns: s.time, payload, peer });
+        let messages =
+            if s.syscall == Syscall::Sendmmsg { self.sent_messages(s.pid, args[1], args[2]) } else { vec![] };
+        self.pending.insert(s.tid, Pending { syscall: s.syscall, fd, args, enter_ns: s.time, payload, peer, messages });
+    }
+
+    /// Reads the messages of a sendmmsg at its enter, while the sender surely still runs (a
+    /// short-lived client such as dig may be gone by the time its exit is processed).
+    fn sent_messages(&mut self, pid: u32, vec: u64, count: u64) -> Vec<SentMessage> {
+        let mut out = vec![];
+        for i in 0..count.min(MAX_MMSG) {
+            let Some(h) = self.host.read_msghdr(pid, vec + i * MMSGHDR_SIZE) else { break };
+            out.push(SentMessage {
+                payload: self.host.read_iovecs(pid, h.iov, h.iovlen, self.capture_bytes),
+                peer: self.host.read_sockaddr(pid, h.name),
+                iov_total: self.host.iov_total(pid, h.iov, h.iovlen),
+            });
+        }
+        out
     }
 
     fn on_exit(&mut self, s: &Sample, ret: i64, out: &mut Vec<Event>) {
@@ -220,13 +289,29 @@ impl<H: Host> Tracker<H> {
             Syscall::Connect if ret == 0 || ret == -EINPROGRESS => {
                 self.opened(s, &p, p.fd, Role::Client, ret != 0, out)
             }
-            Syscall::Recvmmsg | Syscall::Sendmmsg if ret > 0 => {
+            Syscall::Sendmmsg if ret > 0 => {
+                let sent = (ret as u64).min(MAX_MMSG) as usize;
+                // Headers read as garbage (the sender reused the memory before we looked): the
+                // sizes are unknown, so these are counted as lost rather than reported wrong.
+                let unreadable = sent.saturating_sub(p.messages.iter().filter(|m| m.iov_total.is_some()).count());
+                self.unreadable_messages += unreadable as u64;
+                for (i, m) in p.messages.iter().enumerate().take(sent) {
+                    let Some(total) = m.iov_total else { continue };
+                    // The kernel wrote each message's sent length at exit; trust it only where it
+                    // is possible (the memory may have been reused since).
+                    let len = match self.msg_len(s.pid, p.args[1], i as u64) {
+                        Some(w) if w <= total => w,
+                        _ => total,
+                    };
+                    let mut payload = m.payload.clone();
+                    payload.truncate(len as usize);
+                    self.data(s, &p, len, payload, m.peer, out);
+                }
+            }
+            Syscall::Recvmmsg if ret > 0 => {
                 for i in 0..(ret as u64).min(MAX_MMSG) {
-                    // struct mmsghdr: a 56-byte msghdr, then the u32 msg_len (padded to 64).
-                    let m = p.args[1] + i * 64;
-                    let len_bytes = self.host.read(s.pid, m + 56, 4);
-                    let Ok(len) = <[u8; 4]>::try_from(len_bytes.as_slice()) else { break };
-                    let len = u32::from_ne_bytes(len) as u64;
+                    let m = p.args[1] + i * MMSGHDR_SIZE;
+                    let Some(len) = self.msg_len(s.pid, p.args[1], i) else { break };
                     let Some(h) = self.host.read_msghdr(s.pid, m) else { break };
                     let payload = self.host.read_iovecs(s.pid, h.iov, h.iovlen, self.capture_bytes.min(len as usize));
                     let peer = self.host.read_sockaddr(s.pid, h.name);
@@ -264,6 +349,12 @@ impl<H: Host> Tracker<H> {
         }
     }
 
+    /// `msg_len` of the `i`th `struct mmsghdr`: a 56-byte msghdr, then the u32 length.
+    fn msg_len(&mut self, pid: u32, vec: u64, i: u64) -> Option<u64> {
+        let b = self.host.read(pid, vec + i * MMSGHDR_SIZE + 56, 4);
+        Some(u32::from_ne_bytes(b.as_slice().try_into().ok()?) as u64)
+    }
+
     fn opened(&mut self, s: &Sample, p: &Pending, fd: i32, role: Role, in_progress: bool, out: &mut Vec<Event>) {
         self.not_inet.remove(&(s.pid, fd));
         self.sockets.remove(&(s.pid, fd));
@@ -271,12 +362,16 @@ impl<H: Host> Tracker<H> {
             Some(e) => e,
             None => {
                 // Gone before we looked (a short connection): keep what the syscall itself said.
-                let inode = self.host.fd_socket(s.pid, fd).unwrap_or(0);
+                let inode = match self.host.fd(s.pid, fd) {
+                    FdLookup::Socket(i) => i,
+                    _ => 0,
+                };
                 let remote = match p.syscall {
                     Syscall::Connect => p.peer,
                     _ => self.host.read_sockaddr(s.pid, p.args[1]),
                 };
                 let Some(remote) = remote else { return };
+                self.not_inet.remove(&(s.pid, fd));
                 let conn = Connection { transport: Transport::Tcp, role, local: unspecified(), remote };
                 self.sockets.insert((s.pid, fd), SocketEntry { inode, conn, sent: 0, received: 0, first_seen: s.time });
                 self.sockets.get_mut(&(s.pid, fd)).unwrap()
@@ -315,6 +410,9 @@ impl<H: Host> Tracker<H> {
             Direction::Ingress
         };
         let mut conn = entry.conn;
+        // The syscall's own address matters only on an unconnected socket: a connected one sends to
+        // and receives from its peer alone, and the address read late may be stale.
+        let peer = peer.filter(|_| conn.remote.ip().is_unspecified());
         if let Some(peer) = peer {
             conn.remote = peer;
         }
@@ -337,5 +435,109 @@ impl<H: Host> Tracker<H> {
     /// An event of the sample's process and thread, at the sample's time.
     fn event(&mut self, s: &Sample, fd: i32, sock_id: u64, kind: EventKind) -> Event {
         Event { ts_ns: s.time, pid: s.pid, tid: s.tid, comm: self.comm(s.pid), fd, sock_id, kind }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client seen through the perf tier's eyes: its fd table may already be empty (the client
+    /// closed the socket or exited), and its memory readable or not.
+    struct LateHost {
+        memory_readable: bool,
+    }
+
+    const QUERY: &[u8] = b"\x12\x34\x01\x00\x00\x01query";
+    const MSG: u64 = 0x1000;
+    const IOV: u64 = 0x2000;
+    const BUF: u64 = 0x3000;
+    const SERVER: &str = "127.0.0.1:5353";
+
+    impl Host for LateHost {
+        fn fd(&mut self, _: u32, _: i32) -> FdLookup {
+            FdLookup::Absent
+        }
+        fn socket_info(&mut self, _: u32, _: i32, _: u64) -> Option<SocketInfo> {
+            None
+        }
+        fn read(&mut self, _: u32, addr: u64, len: usize) -> Vec<u8> {
+            match (self.memory_readable, addr) {
+                (true, BUF) => QUERY[..len.min(QUERY.len())].to_vec(),
+                // msg_len of the first mmsghdr, written by the kernel.
+                (true, a) if a == MSG + 56 => (QUERY.len() as u32).to_ne_bytes().to_vec(),
+                _ => vec![],
+            }
+        }
+        fn read_iovecs(&mut self, pid: u32, iov: u64, _: u64, budget: usize) -> Vec<u8> {
+            if iov == IOV {
+                self.read(pid, BUF, budget)
+            } else {
+                vec![]
+            }
+        }
+        fn read_msghdr(&mut self, _: u32, addr: u64) -> Option<MsgHdr> {
+            (self.memory_readable && addr == MSG).then_some(MsgHdr { name: 0, iov: IOV, iovlen: 1 })
+        }
+        fn iov_total(&mut self, _: u32, iov: u64, _: u64) -> Option<u64> {
+            (self.memory_readable && iov == IOV).then_some(QUERY.len() as u64)
+        }
+        fn read_sockaddr(&mut self, _: u32, addr: u64) -> Option<SocketAddr> {
+            (self.memory_readable && addr == 0x4000).then(|| SERVER.parse().unwrap())
+        }
+        fn comm(&mut self, _: u32) -> String {
+            "dig".into()
+        }
+        fn alive(&mut self, _: u32) -> bool {
+            self.memory_readable
+        }
+    }
+
+    /// dig's calls on its query socket, as strace shows them.
+    fn dig_samples() -> Vec<Sample> {
+        let sample = |time, syscall, point| Sample { pid: 10, tid: 11, time, syscall, point };
+        let fd = [14, 0, 0, 0, 0, 0];
+        vec![
+            sample(1, Syscall::Connect, Point::Enter([14, 0x4000, 16, 0, 0, 0])),
+            sample(2, Syscall::Connect, Point::Exit(0)),
+            sample(3, Syscall::Sendmmsg, Point::Enter([14, MSG, 1, 0, 0, 0])),
+            sample(4, Syscall::Sendmmsg, Point::Exit(1)),
+            sample(5, Syscall::Recvmsg, Point::Enter(fd)),
+            sample(6, Syscall::Recvmsg, Point::Exit(60)),
+            sample(7, Syscall::Close, Point::Enter(fd)),
+        ]
+    }
+
+    fn run(host: LateHost) -> (Tracker<LateHost>, Vec<Event>) {
+        let mut t = Tracker::new(host, 4096);
+        let mut out = vec![];
+        for s in dig_samples() {
+            t.on_sample(s, &mut out);
+        }
+        (t, out)
+    }
+
+    #[test]
+    fn a_socket_closed_before_the_look_up_keeps_what_the_syscalls_said() {
+        let (t, out) = run(LateHost { memory_readable: true });
+        assert_eq!(out.len(), 4, "{out:?}");
+        assert!(matches!(&out[0].kind, EventKind::Open(o) if o.conn.remote.to_string() == SERVER));
+        let EventKind::Data(q) = &out[1].kind else { panic!("{:?}", out[1]) };
+        assert_eq!((q.direction, q.byte_count, q.payload.0.as_slice()), (Direction::Egress, QUERY.len() as u64, QUERY));
+        assert_eq!(q.conn.remote.to_string(), SERVER);
+        let EventKind::Data(a) = &out[2].kind else { panic!("{:?}", out[2]) };
+        assert_eq!((a.direction, a.byte_count), (Direction::Ingress, 60));
+        assert!(
+            matches!(&out[3].kind, EventKind::Close(c) if c.bytes_sent == QUERY.len() as u64 && c.bytes_received == 60)
+        );
+        assert_eq!((t.unresolved, t.unreadable_messages), (1, 0), "only the look-up at connect failed");
+    }
+
+    #[test]
+    fn a_client_gone_before_its_samples_are_read_is_counted_not_dropped() {
+        let (t, out) = run(LateHost { memory_readable: false });
+        assert!(out.is_empty(), "nothing is known of it: {out:?}");
+        // connect, sendmmsg and recvmsg each found nothing at fd 14.
+        assert_eq!(t.unresolved, 3);
     }
 }
