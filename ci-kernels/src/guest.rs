@@ -100,7 +100,8 @@ head -n 5 /tmp/run.err
 echo "..."
 tail -n 20 /tmp/run.err
 
-RECORDS=$(grep '"event":"data"' /tmp/events.jsonl | grep -c 'GET /index.html')
+# Request/response records of the pipeline: wget's and httpd's sides of each exchange.
+RECORDS=$(grep '"protocol":"http"' /tmp/events.jsonl | grep '"target":"/index.html"' | grep -c '"status":"200"')
 EVENTS=$(wc -l </tmp/events.jsonl)
 RUN_TIER=$(sed -n 's/.*capturing: tier \([a-z-]*\).*/\1/p' /tmp/run.err | head -n 1)
 # The first error line says what went wrong (a verifier log follows it); else the last line.

@@ -1,9 +1,7 @@
 //! strata: observes every TCP/UDP conversation on a Linux host, from the kernel, without touching
 //! the applications.
 
-mod capture_file;
 mod compat;
-mod output;
 mod replay;
 mod run;
 mod source;

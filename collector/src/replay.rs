@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::capture_file::{self, CaptureFileError};
-use crate::output::{self, OutputFormat, WallClock};
+use collector::capture_file::{self, CaptureFileError};
+use collector::output::{self, OutputFormat, WallClock};
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
@@ -12,6 +12,9 @@ pub struct ReplayArgs {
     /// What to print on standard output.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Print the normalized events themselves instead of request/response records.
+    #[arg(long)]
+    pub raw_events: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,14 +33,17 @@ pub fn replay(args: &ReplayArgs) -> Result<(), ReplayError> {
         if write_error.is_some() {
             return;
         }
-        let s = sink.get_or_insert_with(|| output::sink(args.output, Box::new(std::io::stdout()), clock));
+        let s =
+            sink.get_or_insert_with(|| output::sink(args.output, args.raw_events, Box::new(std::io::stdout()), clock));
         if let Err(e) = s.write_event(&ev) {
             write_error = Some(e);
         }
     });
     // Whatever was read before a damaged part is delivered before the error is reported.
     if let Some(s) = sink.as_mut() {
-        s.flush().map_err(ReplayError::Output)?;
+        if let Err(e) = s.finish() {
+            write_error.get_or_insert(e);
+        }
     }
     if let Some(e) = write_error {
         if e.kind() != std::io::ErrorKind::BrokenPipe {

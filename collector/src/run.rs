@@ -9,9 +9,9 @@ use probes_core::loader::{monotonic_ns, CaptureConfig};
 use probes_legacy::capture::{PerfConfig, Wakeup};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::capture_file::CaptureWriter;
-use crate::output::{self, EventSink, OutputFormat, WallClock};
 use crate::source::{LiveSource, SourceError};
+use collector::capture_file::CaptureWriter;
+use collector::output::{self, EventSink, OutputFormat, WallClock};
 use kernel_compat::Tier;
 
 /// Capture tiers `--tier` accepts.
@@ -38,6 +38,9 @@ pub struct RunArgs {
     /// What to print on standard output.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Print the normalized events themselves instead of request/response records.
+    #[arg(long)]
+    pub raw_events: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -88,7 +91,7 @@ pub enum RunError {
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
     #[error(transparent)]
-    CaptureFile(#[from] crate::capture_file::CaptureFileError),
+    CaptureFile(#[from] collector::capture_file::CaptureFileError),
 }
 
 /// How often kernel-side loss counters are read and reported.
@@ -96,7 +99,7 @@ const LOSS_REPORT_EVERY: Duration = Duration::from_secs(1);
 const BATCH: usize = 4096;
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
-    let mut sink = output::sink(args.output, Box::new(std::io::stdout()), WallClock::now());
+    let mut sink = output::sink(args.output, args.raw_events, Box::new(std::io::stdout()), WallClock::now());
     capture(&args.capture, &mut *sink).await
 }
 
@@ -166,7 +169,7 @@ async fn capture(args: &CaptureArgs, sink: &mut dyn EventSink) -> Result<(), Run
     capture.detach();
     capture.drain(&mut batch);
     batch.extend(capture.take_losses(monotonic_ns()));
-    let drained = write_all(sink, &mut batch);
+    let drained = write_all(sink, &mut batch).and_then(|()| sink.finish().map_err(RunError::Output));
     log::info!("stopped: programs detached");
     result.and(drained).or_else(|e| match e {
         // A closed stdout (`strata run | head`) is a normal way to stop.

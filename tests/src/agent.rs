@@ -23,21 +23,31 @@ pub struct Captured {
 }
 
 impl Agent {
-    /// Starts `strata run --output jsonl <extra>` and waits until it says it is capturing.
+    /// Starts `strata run --output jsonl --raw-events <extra>` (the normalized events) and waits
+    /// until it says it is capturing.
     pub fn start(extra: &[&str]) -> Agent {
-        Agent::spawn(extra, true)
+        Agent::spawn(&[&["run", "--output", "jsonl", "--raw-events"], extra].concat(), true)
+    }
+
+    /// Starts `strata run --output jsonl <extra>`: request/response records.
+    pub fn start_records(extra: &[&str]) -> Agent {
+        Agent::spawn(&[&["run", "--output", "jsonl"], extra].concat(), true)
+    }
+
+    /// Starts `strata record --out FILE <extra>`: the events go to a capture file.
+    pub fn start_recording(file: &std::path::Path, extra: &[&str]) -> Agent {
+        Agent::spawn(&[&["record", "--out", file.to_str().unwrap()], extra].concat(), true)
     }
 
     /// Like [`Agent::start`], with the events written to /dev/null (for load and benchmarks).
     pub fn start_discarding(extra: &[&str]) -> Agent {
-        Agent::spawn(extra, false)
+        Agent::spawn(&[&["run", "--output", "jsonl", "--raw-events"], extra].concat(), false)
     }
 
-    fn spawn(extra: &[&str], keep_output: bool) -> Agent {
+    fn spawn(args: &[&str], keep_output: bool) -> Agent {
         crate::require_root();
         let mut child = Command::new(crate::strata_bin())
-            .args(["run", "--output", "jsonl"])
-            .args(extra)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(if keep_output { Stdio::piped() } else { Stdio::null() })
             .stderr(Stdio::piped())

@@ -4,6 +4,7 @@
 //! Nothing here skips: a missing server or tool fails the test with what to install.
 
 pub mod agent;
+pub mod records;
 pub mod servers;
 
 use std::path::PathBuf;

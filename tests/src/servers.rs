@@ -51,6 +51,16 @@ fn wait_for_tcp(addr: &str, child: &mut Child, what: &str) {
 /// listening on 127.0.0.1 and [::1]. `/` answers a fixed body; `/big` a `body_bytes` one.
 /// sendfile is off so response bodies go through write/writev and are captured.
 pub fn nginx() -> Server {
+    nginx_listening("")
+}
+
+/// nginx as [`nginx`] does, speaking HTTP/2 in clear text (h2c, prior knowledge) instead of
+/// HTTP/1.x.
+pub fn nginx_h2c() -> Server {
+    nginx_listening(" http2")
+}
+
+fn nginx_listening(listen_options: &str) -> Server {
     let bin = require_tool("nginx", "nginx-light");
     let dir = scratch_dir("nginx");
     let port = crate::free_port();
@@ -60,7 +70,7 @@ pub fn nginx() -> Server {
          http {{\n  access_log off;\n  sendfile off;\n  keepalive_requests 100000;\n\
            client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n  fastcgi_temp_path {dir}/fcgi;\n\
            uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
-           server {{\n    listen 127.0.0.1:{port};\n    listen [::1]:{port};\n\
+           server {{\n    listen 127.0.0.1:{port}{listen_options};\n    listen [::1]:{port}{listen_options};\n\
              location / {{ return 200 \"hello from nginx\\n\"; }}\n  }}\n}}\n",
         dir = dir.display()
     );
@@ -79,7 +89,8 @@ pub fn nginx() -> Server {
     Server { child, port, dir }
 }
 
-/// dnsmasq answering `*.strata.test` with 192.0.2.7 on 127.0.0.1 (UDP and TCP), nothing upstream.
+/// dnsmasq answering `*.strata.test` with 192.0.2.7 and 2001:db8::7, and NXDOMAIN for
+/// `*.nx.test`, on 127.0.0.1 (UDP and TCP), nothing upstream.
 pub fn dnsmasq() -> Server {
     let bin = require_tool("dnsmasq", "dnsmasq-base");
     let dir = scratch_dir("dnsmasq");
@@ -87,6 +98,7 @@ pub fn dnsmasq() -> Server {
     let mut child = Command::new(bin)
         .args(["--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces"])
         .args(["--listen-address=127.0.0.1", "--pid-file=", "--user=root", "--address=/strata.test/192.0.2.7"])
+        .args(["--address=/strata.test/2001:db8::7", "--address=/nx.test/"])
         .arg(format!("--port={port}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -94,5 +106,100 @@ pub fn dnsmasq() -> Server {
         .spawn()
         .expect("spawn dnsmasq");
     wait_for_tcp(&format!("127.0.0.1:{port}"), &mut child, "dnsmasq");
+    Server { child, port, dir }
+}
+
+/// redis-server on 127.0.0.1 without persistence.
+pub fn redis() -> Server {
+    let bin = require_tool("redis-server", "redis-server");
+    let dir = scratch_dir("redis");
+    let port = crate::free_port();
+    let mut child = Command::new(bin)
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--dir")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn redis-server");
+    wait_for_tcp(&format!("127.0.0.1:{port}"), &mut child, "redis-server");
+    Server { child, port, dir }
+}
+
+/// A program of the installed PostgreSQL server package (initdb, postgres, pgbench), which Debian
+/// keeps in a versioned directory.
+pub fn postgres_bin(name: &str) -> PathBuf {
+    ["/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin"]
+        .into_iter()
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("PostgreSQL's {name} is not installed: these tests need it (apt-get install postgresql)")
+        })
+}
+
+/// A PostgreSQL server of its own (initdb into a scratch directory, trust authentication) on
+/// 127.0.0.1, run as the `postgres` user as PostgreSQL insists.
+pub fn postgres() -> Server {
+    let bin_dir = postgres_bin("initdb").parent().unwrap().to_path_buf();
+    let dir = scratch_dir("postgres");
+    let data = dir.join("data");
+    let port = crate::free_port();
+    let chown = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().unwrap();
+    assert!(chown.success(), "chown {} to postgres", dir.display());
+    let as_postgres = |bin: &str| {
+        let mut c = Command::new(crate::require_tool("setpriv", "util-linux"));
+        c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]).arg(bin_dir.join(bin));
+        c
+    };
+    crate::run_ok(as_postgres("initdb").args(["--auth=trust", "--username=postgres", "--no-sync", "-D"]).arg(&data));
+    let mut child = as_postgres("postgres")
+        .arg("-D")
+        .arg(&data)
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-k")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn postgres");
+    wait_for_tcp(&format!("127.0.0.1:{port}"), &mut child, "postgres");
+    Server { child, port, dir }
+}
+
+/// A MariaDB server of its own (a fresh data directory, no grant tables: any user may connect) on
+/// 127.0.0.1, run as the `mysql` user.
+pub fn mariadb() -> Server {
+    let install_db = require_tool("mariadb-install-db", "mariadb-server");
+    let mariadbd = require_tool("mariadbd", "mariadb-server");
+    let dir = scratch_dir("mariadb");
+    let data = dir.join("data");
+    let port = crate::free_port();
+    crate::run_ok(
+        Command::new(install_db)
+            .args(["--no-defaults", "--user=mysql", "--skip-test-db", "--auth-root-authentication-method=normal"])
+            .arg(format!("--datadir={}", data.display())),
+    );
+    let chown = Command::new("chown").args(["-R", "mysql:mysql"]).arg(&dir).status().unwrap();
+    assert!(chown.success(), "chown {} to mysql", dir.display());
+    let mut child = Command::new(mariadbd)
+        .args(["--no-defaults", "--user=mysql", "--skip-grant-tables", "--bind-address=127.0.0.1"])
+        .args(["--skip-log-bin", "--innodb-buffer-pool-size=16M", "--skip-name-resolve"])
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
+        .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
+        .arg(format!("--port={port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mariadbd");
+    wait_for_tcp(&format!("127.0.0.1:{port}"), &mut child, "mariadbd");
     Server { child, port, dir }
 }

@@ -54,7 +54,7 @@ fn a_recorded_exchange_replays_without_root_and_damage_is_reported() {
     std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
 
     // Replayed by nobody, with no capabilities: the exchange is there.
-    let out = replay_as(&[file.to_str().unwrap(), "--output", "jsonl"], true);
+    let out = replay_as(&[file.to_str().unwrap(), "--output", "jsonl", "--raw-events"], true);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let events = lines(&out.stdout);
     let request = events
@@ -65,13 +65,13 @@ fn a_recorded_exchange_replays_without_root_and_damage_is_reported() {
     assert_eq!(request["remote"], format!("127.0.0.1:{}", nginx.port));
     assert!(events.iter().any(|e| e["event"] == "close" && e["comm"] == "nginx"));
     // Deterministic: the same file gives the same lines, wall-clock times included.
-    assert_eq!(replay_as(&[file.to_str().unwrap(), "--output", "jsonl"], false).stdout, out.stdout);
+    assert_eq!(replay_as(&[file.to_str().unwrap(), "--output", "jsonl", "--raw-events"], false).stdout, out.stdout);
 
     // Cut short: every whole record before the cut comes out, then an error naming the file.
     let bytes = std::fs::read(&file).unwrap();
     let cut = dir.join("cut.cap");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    let out = replay_as(&[cut.to_str().unwrap(), "--output", "jsonl"], false);
+    let out = replay_as(&[cut.to_str().unwrap(), "--output", "jsonl", "--raw-events"], false);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cut.cap") && stderr.contains("good records, which were replayed"), "{stderr}");

@@ -1,6 +1,7 @@
 //! Where events go: JSON lines for machines, one line of text per event for people.
 
 mod jsonl;
+mod records;
 mod text;
 
 use std::io::Write;
@@ -8,13 +9,15 @@ use std::io::Write;
 use probes_core::Event;
 
 pub use jsonl::JsonLines;
+pub use records::RecordLines;
 pub use text::TextLines;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
-    /// One readable line per event.
+    /// One readable line per record (or per event with --raw-events).
     Text,
-    /// One JSON object per event (schema: docs/events.md).
+    /// One JSON object per record (docs/records.md), or per event with --raw-events
+    /// (docs/events.md).
     Jsonl,
 }
 
@@ -57,11 +60,23 @@ impl WallClock {
 pub trait EventSink {
     fn write_event(&mut self, ev: &Event) -> std::io::Result<()>;
     fn flush(&mut self) -> std::io::Result<()>;
+    /// The source ended: write whatever is still held, then flush.
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.flush()
+    }
 }
 
-pub fn sink(format: OutputFormat, out: Box<dyn Write + Send>, clock: WallClock) -> Box<dyn EventSink + Send> {
-    match format {
-        OutputFormat::Text => Box::new(TextLines::new(out, clock)),
-        OutputFormat::Jsonl => Box::new(JsonLines::new(out, clock)),
+/// What a run or a replay prints: request/response records (the default), or with `raw_events`
+/// the normalized events themselves.
+pub fn sink(
+    format: OutputFormat,
+    raw_events: bool,
+    out: Box<dyn Write + Send>,
+    clock: WallClock,
+) -> Box<dyn EventSink + Send> {
+    match (format, raw_events) {
+        (OutputFormat::Text, true) => Box::new(TextLines::new(out, clock)),
+        (OutputFormat::Jsonl, true) => Box::new(JsonLines::new(out, clock)),
+        (format, false) => Box::new(RecordLines::new(format, out, clock, Default::default())),
     }
 }

@@ -1,0 +1,111 @@
+//! The default output: events go through the pipeline and what comes out, one line per
+//! request/response record, is written as JSON or as text.
+
+use std::io::{BufWriter, Write};
+
+use probes_core::Event;
+use serde::Serialize;
+
+use super::{EventSink, OutputFormat, WallClock};
+use crate::pipeline::conntrack::Limits;
+use crate::pipeline::{Pipeline, Record, Stats};
+
+pub struct RecordLines {
+    pipeline: Pipeline,
+    records: Vec<Record>,
+    out: BufWriter<Box<dyn Write + Send>>,
+    format: OutputFormat,
+    clock: WallClock,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    #[serde(flatten)]
+    record: &'a Record,
+}
+
+impl RecordLines {
+    pub fn new(format: OutputFormat, out: Box<dyn Write + Send>, clock: WallClock, limits: Limits) -> RecordLines {
+        RecordLines {
+            pipeline: Pipeline::new(limits),
+            records: vec![],
+            out: BufWriter::with_capacity(1 << 16, out),
+            format,
+            clock,
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.pipeline.stats()
+    }
+
+    fn write_records(&mut self) -> std::io::Result<()> {
+        for r in self.records.drain(..) {
+            match self.format {
+                OutputFormat::Jsonl => {
+                    let time = humantime::format_rfc3339_nanos(self.clock.system_time(r.start_ns)).to_string();
+                    serde_json::to_writer(&mut self.out, &Line { time, record: &r })?;
+                    self.out.write_all(b"\n")?;
+                }
+                OutputFormat::Text => writeln!(self.out, "{}", text_line(&r, self.clock))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `12:00:01.234 http GET /path -> 200 1.234 ms  curl[42] client 127.0.0.1:5000 -> 127.0.0.1:80`
+fn text_line(r: &Record, clock: WallClock) -> String {
+    let time = humantime::format_rfc3339_millis(clock.system_time(r.start_ns)).to_string();
+    let clock_part = time.get(11..23).unwrap_or(&time);
+    let latency = match r.latency_ns {
+        Some(ns) => format!("{:.3} ms", ns as f64 / 1e6),
+        None => "no response".to_string(),
+    };
+    let e = &r.endpoint;
+    format!(
+        "{clock_part} {} {} {} -> {} {latency}{}{}  {}[{}] {} {} -> {}",
+        r.protocol,
+        r.operation.as_deref().unwrap_or("-"),
+        r.target.as_deref().unwrap_or("-"),
+        r.status.as_deref().unwrap_or("-"),
+        r.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+        if r.partial { " [partial]" } else { "" },
+        e.comm,
+        e.pid,
+        e.role,
+        e.local,
+        e.remote,
+    )
+}
+
+impl EventSink for RecordLines {
+    fn write_event(&mut self, ev: &Event) -> std::io::Result<()> {
+        self.pipeline.push(ev, &mut self.records);
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        self.write_records()
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.pipeline.finish(&mut self.records);
+        self.write_records()?;
+        let s = self.pipeline.stats();
+        log::info!(
+            "pipeline: {} events, {} records ({} unanswered, {} orphan responses), {} parse errors, {} lost events reported",
+            s.events,
+            s.records,
+            s.unanswered,
+            s.orphans,
+            s.parse_errors,
+            s.lost_events
+        );
+        self.out.flush()
+    }
+}

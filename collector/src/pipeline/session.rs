@@ -1,0 +1,191 @@
+//! One connection's protocol session: detection, then a parser per connection and a matcher that
+//! pairs what it parses.
+
+use probes_core::event::{Direction, Role, Transport};
+use protocols::message::{Message, Parser, Protocol, Side};
+
+use super::detect;
+use super::matcher::{Matched, Matcher};
+
+/// Chunks looked at before giving up on recognizing a connection.
+const DETECT_CHUNKS: u32 = 8;
+
+enum State {
+    Detecting {
+        seen: u32,
+    },
+    Parsing {
+        protocol: Protocol,
+        parser: Box<dyn Parser>,
+        request_direction: Direction,
+    },
+    /// Not a protocol strata knows, or the parser gave up: bytes are only counted.
+    Opaque,
+}
+
+pub struct Session {
+    state: State,
+    matcher: Matcher,
+    /// Per direction (egress, ingress): bytes were lost since the last chunk fed.
+    gap: [bool; 2],
+    messages: Vec<Message>,
+}
+
+/// What a chunk produced.
+pub enum Output {
+    Pair(Protocol, Message, Message),
+    Orphan(Protocol, Message),
+    /// A request that will not be answered (evicted from a full matcher).
+    Unanswered(Protocol, Message),
+}
+
+/// Outcome of feeding one chunk, for the pipeline's counters.
+#[derive(Default)]
+pub struct Fed {
+    pub parse_error: Option<String>,
+    pub detected: Option<Protocol>,
+    pub gave_up: bool,
+}
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::Egress => 0,
+        Direction::Ingress => 1,
+    }
+}
+
+fn opposite(d: Direction) -> Direction {
+    match d {
+        Direction::Egress => Direction::Ingress,
+        Direction::Ingress => Direction::Egress,
+    }
+}
+
+impl Session {
+    pub fn new() -> Session {
+        Session { state: State::Detecting { seen: 0 }, matcher: Matcher::default(), gap: [false; 2], messages: vec![] }
+    }
+
+    pub fn protocol(&self) -> Option<Protocol> {
+        match &self.state {
+            State::Parsing { protocol, .. } => Some(*protocol),
+            _ => None,
+        }
+    }
+
+    /// Bytes held by the parser and requests waiting for responses (roughly), for memory bounds.
+    pub fn footprint(&self) -> usize {
+        let parser = match &self.state {
+            State::Parsing { parser, .. } => parser.buffered(),
+            _ => 0,
+        };
+        parser + self.matcher.len() * 256
+    }
+
+    /// The role the protocol revealed: the side sending requests is the client.
+    pub fn role(&self) -> Option<Role> {
+        match &self.state {
+            State::Parsing { request_direction: Direction::Egress, .. } => Some(Role::Client),
+            State::Parsing { request_direction: Direction::Ingress, .. } => Some(Role::Server),
+            _ => None,
+        }
+    }
+
+    pub fn overflow(&self) -> u64 {
+        self.matcher.overflow
+    }
+
+    /// Bytes were lost on this connection (loss reported by the capture): neither side may be
+    /// stitched across.
+    pub fn mark_gap(&mut self) {
+        self.gap = [true; 2];
+    }
+
+    /// Feeds one data chunk: `captured` is what the capture holds of the `moved` bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn feed(
+        &mut self,
+        transport: Transport,
+        role: Role,
+        direction: Direction,
+        captured: &[u8],
+        truncated: bool,
+        ts_ns: u64,
+        out: &mut Vec<Output>,
+    ) -> Fed {
+        let mut fed = Fed::default();
+        if let State::Detecting { seen } = &mut self.state {
+            *seen += 1;
+            let give_up = *seen >= DETECT_CHUNKS;
+            match Self::recognize(transport, role, direction, captured) {
+                Some((protocol, request_direction)) => {
+                    fed.detected = Some(protocol);
+                    let parser = detect::parser(protocol, transport);
+                    self.state = State::Parsing { protocol, parser, request_direction };
+                    // The first chunk of a side is whole from its start: no gap before it.
+                    self.gap = [false; 2];
+                }
+                None if give_up => {
+                    fed.gave_up = true;
+                    self.state = State::Opaque;
+                }
+                None => {}
+            }
+        }
+        let State::Parsing { protocol, parser, request_direction } = &mut self.state else { return fed };
+        let side = if direction == *request_direction { Side::Request } else { Side::Response };
+        let i = dir_index(direction);
+        let gap = std::mem::replace(&mut self.gap[i], truncated);
+        let protocol = *protocol;
+        if let Err(e) = parser.feed(side, captured, ts_ns, gap, &mut self.messages) {
+            fed.parse_error = Some(e.0);
+        }
+        for m in self.messages.drain(..) {
+            match m.side {
+                Some(Side::Request) => {
+                    if let Some(dropped) = self.matcher.request(m) {
+                        out.push(Output::Unanswered(protocol, dropped));
+                    }
+                }
+                _ => match self.matcher.response(m) {
+                    Matched::Pair(req, resp) => out.push(Output::Pair(protocol, req, resp)),
+                    Matched::Orphan(resp) => out.push(Output::Orphan(protocol, resp)),
+                },
+            }
+        }
+        fed
+    }
+
+    /// Which protocol, and which direction carries requests.
+    fn recognize(
+        transport: Transport,
+        role: Role,
+        direction: Direction,
+        first: &[u8],
+    ) -> Option<(Protocol, Direction)> {
+        if first.is_empty() {
+            return None;
+        }
+        let as_request = |d: Direction| -> Option<(Protocol, Direction)> {
+            detect::detect(transport, Side::Request, first).map(|p| (p, d))
+        };
+        let as_response = |d: Direction| detect::detect(transport, Side::Response, first).map(|p| (p, opposite(d)));
+        match (role, direction) {
+            (Role::Client, Direction::Egress) | (Role::Server, Direction::Ingress) => as_request(direction),
+            (Role::Client, Direction::Ingress) | (Role::Server, Direction::Egress) => as_response(direction),
+            (Role::Unknown, _) => as_request(direction).or_else(|| as_response(direction)),
+        }
+    }
+
+    /// The connection ended: requests still waiting will not be answered.
+    pub fn finish(&mut self, out: &mut Vec<Output>) {
+        let Some(protocol) = self.protocol() else { return };
+        out.extend(self.matcher.drain().into_iter().map(|m| Output::Unanswered(protocol, m)));
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session::new()
+    }
+}

@@ -1,0 +1,166 @@
+//! The pipeline on hand-made event sequences: what conntrack, detection and matching do with
+//! opens, data, closes, reused fds, full tables and losses.
+
+use probes_core::event::*;
+
+use super::conntrack::Limits;
+use super::{Pipeline, Record};
+
+const CLIENT: &str = "127.0.0.1:40000";
+const SERVER: &str = "127.0.0.1:8080";
+
+fn conn(role: Role) -> Connection {
+    Connection { transport: Transport::Tcp, role, local: CLIENT.parse().unwrap(), remote: SERVER.parse().unwrap() }
+}
+
+fn event(ts: u64, fd: i32, sock_id: u64, kind: EventKind) -> Event {
+    Event { ts_ns: ts, pid: 42, tid: 42, comm: "curl".into(), fd, sock_id, kind }
+}
+
+fn open(ts: u64, fd: i32, sock_id: u64) -> Event {
+    let o = Open { conn: conn(Role::Client), syscall: Syscall::Connect, in_progress: false, enter_ns: ts };
+    event(ts, fd, sock_id, EventKind::Open(o))
+}
+
+fn data(ts: u64, fd: i32, sock_id: u64, direction: Direction, bytes: &[u8], moved: u64) -> Event {
+    let d = Data {
+        conn: conn(Role::Client),
+        syscall: Syscall::Write,
+        direction,
+        byte_count: moved,
+        payload: Payload(bytes.to_vec()),
+        truncated: (bytes.len() as u64) < moved,
+        peer_from_msg: false,
+        payload_stale: false,
+        enter_ns: ts,
+        exit_ns: ts + 1,
+    };
+    event(ts + 1, fd, sock_id, EventKind::Data(d))
+}
+
+fn close(ts: u64, fd: i32, sock_id: u64) -> Event {
+    let c = Close { conn: conn(Role::Client), bytes_sent: 0, bytes_received: 0, first_seen_ns: 0 };
+    event(ts, fd, sock_id, EventKind::Close(c))
+}
+
+const GET: &[u8] = b"GET /items/1 HTTP/1.1\r\nHost: shop\r\n\r\n";
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+fn run(p: &mut Pipeline, events: &[Event]) -> Vec<Record> {
+    let mut out = vec![];
+    for e in events {
+        p.push(e, &mut out);
+    }
+    out
+}
+
+#[test]
+fn an_exchange_becomes_one_record_with_its_latency_and_sizes() {
+    let mut p = Pipeline::new(Limits::default());
+    let out = run(
+        &mut p,
+        &[
+            open(100, 5, 7),
+            data(1_000, 5, 7, Direction::Egress, GET, GET.len() as u64),
+            data(5_000, 5, 7, Direction::Ingress, OK, OK.len() as u64),
+            close(6_000, 5, 7),
+        ],
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    let r = &out[0];
+    assert_eq!((r.protocol, r.operation.as_deref(), r.target.as_deref()), ("http", Some("GET"), Some("/items/1")));
+    assert_eq!(r.status.as_deref(), Some("200"));
+    // Request sent at its write's enter (1000), response had at its read's exit (5001).
+    assert_eq!((r.start_ns, r.latency_ns), (1_000, Some(4_001)));
+    assert_eq!((r.request_bytes, r.response_bytes), (GET.len() as u64, OK.len() as u64));
+    assert_eq!((r.endpoint.pid, r.endpoint.role, r.partial), (42, "client", false));
+    assert_eq!(p.connections(), 0, "closed connections leave the table");
+    assert_eq!(p.stats().evictions.closed, 1);
+}
+
+#[test]
+fn a_request_left_unanswered_at_close_is_still_a_record() {
+    let mut p = Pipeline::new(Limits::default());
+    let out = run(&mut p, &[open(1, 5, 7), data(2, 5, 7, Direction::Egress, GET, GET.len() as u64), close(9, 5, 7)]);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].latency_ns, out[0].status.as_deref()), (None, None));
+    assert_eq!(p.stats().unanswered, 1);
+}
+
+#[test]
+fn a_reused_fd_is_a_new_connection() {
+    let mut p = Pipeline::new(Limits::default());
+    // The close of the first socket was not seen: the second open on fd 5 names another socket.
+    let out = run(
+        &mut p,
+        &[
+            open(1, 5, 7),
+            data(2, 5, 7, Direction::Egress, GET, GET.len() as u64),
+            data(3, 5, 8, Direction::Egress, GET, GET.len() as u64),
+            data(4, 5, 8, Direction::Ingress, OK, OK.len() as u64),
+        ],
+    );
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(out[0].latency_ns, None, "the first socket's request went unanswered");
+    assert_eq!(out[1].status.as_deref(), Some("200"), "the second socket's own exchange");
+    assert_eq!(p.stats().evictions.reused, 1);
+}
+
+#[test]
+fn the_table_is_bounded_and_evictions_counted() {
+    let mut p = Pipeline::new(Limits { max_connections: 8, ..Limits::default() });
+    let events: Vec<Event> = (0..100).map(|i| open(i, i as i32, 1000 + i)).collect();
+    run(&mut p, &events);
+    assert!(p.connections() <= 8);
+    assert_eq!(p.stats().evictions.table_full, 100 - p.connections() as u64);
+}
+
+#[test]
+fn idle_connections_are_swept() {
+    let mut p = Pipeline::new(Limits { idle_ns: 1_000, ..Limits::default() });
+    run(&mut p, &[open(1, 5, 7), open(10_000, 6, 8)]);
+    let mut out = vec![];
+    p.sweep(10_500, &mut out);
+    assert_eq!((p.connections(), p.stats().evictions.idle), (1, 1));
+}
+
+#[test]
+fn a_truncated_chunk_makes_the_next_one_a_gap_and_the_record_partial() {
+    let mut p = Pipeline::new(Limits::default());
+    let body = vec![b'x'; 100];
+    let mut resp = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".to_vec();
+    resp.extend_from_slice(&body);
+    let out = run(
+        &mut p,
+        &[
+            open(1, 5, 7),
+            data(2, 5, 7, Direction::Egress, GET, GET.len() as u64),
+            // Only the first 20 bytes of the response were captured.
+            data(3, 5, 7, Direction::Ingress, &resp[..20], resp.len() as u64),
+            data(4, 5, 7, Direction::Egress, GET, GET.len() as u64),
+            data(5, 5, 7, Direction::Ingress, OK, OK.len() as u64),
+            close(6, 5, 7),
+        ],
+    );
+    // Whatever the parser could make of the cut response, nothing is reported whole that was not.
+    assert!(!out.is_empty());
+    assert!(out.iter().all(|r| r.protocol == "http"));
+    assert!(out.iter().any(|r| r.partial || r.latency_ns.is_none()), "{out:?}");
+}
+
+#[test]
+fn loss_reported_by_the_capture_is_counted() {
+    let mut p = Pipeline::new(Limits::default());
+    run(&mut p, &[open(1, 5, 7), Event::loss(2, LossSource::KernelData, 3)]);
+    assert_eq!(p.stats().lost_events, 3);
+}
+
+#[test]
+fn unknown_protocols_are_counted_not_parsed() {
+    let mut p = Pipeline::new(Limits::default());
+    let noise: Vec<Event> =
+        (0..10).map(|i| data(i, 5, 7, Direction::Egress, &[0x16, 0x03, 0x01, 0, 5, 1, 2, 3, 4, 5], 10)).collect();
+    let out = run(&mut p, &noise);
+    assert!(out.is_empty());
+    assert_eq!(p.stats().unrecognized, 1);
+}
