@@ -23,6 +23,13 @@ pub fn strata_bin() -> PathBuf {
     bin
 }
 
+/// The gRPC peer of the end-to-end tests (tests/grpc-peer), built next to `strata`.
+pub fn grpc_peer_bin() -> PathBuf {
+    let bin = strata_bin().with_file_name("strata-grpc-peer");
+    assert!(bin.is_file(), "{} not found: run the tests with `cargo test --workspace`, which builds it", bin.display());
+    bin
+}
+
 /// A copy of the `strata` binary that an unprivileged user can run: the checkout may sit below a
 /// directory only root may enter (/root), which would make "permission denied" pass for "strata
 /// refused". The copy lives in a world-readable temporary directory.

@@ -106,6 +106,21 @@ pub mod checks {
         }
     }
 
+    /// strata-grpc-peer: SayHello alice (OK), missing (NOT_FOUND), bob (OK) on one connection.
+    pub fn grpc(records: &[Value], port: u16) {
+        let all = of_protocol(records, "grpc", port);
+        for role in ["client", "server"] {
+            let mut side = by_role(&all, role);
+            side.sort_by_key(|r| r["start_ns"].as_u64());
+            let method = "/helloworld.Greeter/SayHello";
+            assert_eq!(field(&side, "operation"), ["POST", "POST", "POST"], "{role}: {side:?}");
+            assert_eq!(field(&side, "target"), [method, method, method], "{role}: {side:?}");
+            assert_eq!(field(&side, "status"), ["0", "5", "0"], "{role}: {side:?}");
+            assert_eq!(side[1]["error"], "no such greeter: missing", "{role}: {side:?}");
+            assert!(side.iter().all(|r| r["http.status"] == "200" && r["partial"] == false), "{role}: {side:?}");
+        }
+    }
+
     /// dig: A, AAAA and an NXDOMAIN over UDP, then A over TCP.
     pub fn dns(records: &[Value], port: u16) {
         let dnsr = of_protocol(records, "dns", port);

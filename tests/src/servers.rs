@@ -203,3 +203,19 @@ pub fn mariadb() -> Server {
     wait_for_tcp(&format!("127.0.0.1:{port}"), &mut child, "mariadbd");
     Server { child, port, dir }
 }
+
+/// The tonic gRPC server of tests/grpc-peer (`helloworld.Greeter/SayHello`; the name "missing"
+/// gets NOT_FOUND) on 127.0.0.1, over h2c.
+pub fn grpc_greeter() -> Server {
+    let dir = scratch_dir("grpc");
+    let port = crate::free_port();
+    let mut child = Command::new(crate::grpc_peer_bin())
+        .args(["serve", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn strata-grpc-peer");
+    wait_for_tcp(&format!("127.0.0.1:{port}"), &mut child, "strata-grpc-peer");
+    Server { child, port, dir }
+}

@@ -27,6 +27,12 @@ fn http2_fixture() {
 }
 
 #[test]
+fn grpc_fixture() {
+    let records = replay(&fixture("grpc"));
+    checks::grpc(&records, checks::server_port(&records, "grpc", "strata-grpc-pee"));
+}
+
+#[test]
 fn dns_fixture() {
     let records = replay(&fixture("dns"));
     checks::dns(&records, checks::server_port(&records, "dns", "dnsmasq"));

@@ -68,6 +68,20 @@ fn http2_cleartext_streams_become_records() {
 }
 
 #[test]
+fn grpc_calls_with_ok_and_error_statuses_become_records() {
+    let greeter = servers::grpc_greeter();
+    let port = greeter.port.to_string();
+    let records = capture("grpc", || {
+        let out = run_ok(Command::new(strata_e2e::grpc_peer_bin()).args(["call", &port, "alice", "missing", "bob"]));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "OK hello alice\nERR 5 no such greeter: missing\nOK hello bob\n"
+        );
+    });
+    checks::grpc(&records, greeter.port);
+}
+
+#[test]
 fn dns_queries_over_udp_and_tcp_become_records() {
     let dns = servers::dnsmasq();
     let dig = require_tool("dig", "dnsutils");
