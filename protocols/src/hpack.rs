@@ -812,23 +812,6 @@ mod tests {
         assert_eq!(d.decode(&[0xbe], |_, _| ()), Ok(false));
     }
 
-    /// `cargo test --release -- --ignored --nocapture huffman_speed`
-    #[test]
-    #[ignore]
-    fn huffman_speed() {
-        let text = b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
-        let enc = huffman_encode(text);
-        let mut out = Vec::new();
-        let t = std::time::Instant::now();
-        for _ in 0..200_000 {
-            out.clear();
-            huffman_decode(std::hint::black_box(&enc), &mut out).unwrap();
-        }
-        let secs = t.elapsed().as_secs_f64();
-        eprintln!("{:.2} ns/symbol", secs * 1e9 / (200_000.0 * text.len() as f64));
-        assert_eq!(out, text);
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 

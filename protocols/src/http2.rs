@@ -1451,66 +1451,6 @@ mod tests {
         assert_eq!(grpc_code_name("99"), "99");
     }
 
-    /// Huffman string literal.
-    fn huff(s: &str) -> Vec<u8> {
-        let h = hpack::huffman_encode(s.as_bytes());
-        assert!(h.len() < 127);
-        [vec![0x80 | h.len() as u8], h].concat()
-    }
-
-    /// Throughput on header-heavy traffic: `cargo test --release -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn throughput() {
-        let first = [
-            vec![0x82, 0x87],
-            [vec![0x41], huff("shop.example.com")].concat(),
-            [vec![0x7a], huff("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0")].concat(),
-            [vec![0x53], huff("application/json, text/plain, */*")].concat(),
-            [vec![0x50], huff("gzip, deflate, br")].concat(),
-            [vec![0x40], huff("x-request-source"), huff("frontend-web")].concat(),
-        ]
-        .concat();
-        let mut req = [&PREFACE[..], &settings(&[(3, 4096)])].concat();
-        let mut resp = server_preface();
-        let mut n = 1u32;
-        while req.len() < 8 << 20 {
-            let mut block = if n == 1 { first.clone() } else { vec![0x82, 0x87, 0xbe, 0xbf, 0xc0, 0xc1, 0xc2] };
-            block.extend(lit_named(4, &format!("/api/v1/users/{n}/orders?page=2")).iter());
-            block.extend(
-                [
-                    vec![0x00],
-                    huff("traceparent"),
-                    huff(&format!("00-4bf92f3577b34da6a3ce929d{n:06}-00f067aa0ba902b7-01")),
-                ]
-                .concat(),
-            );
-            req.extend(frame(HEADERS, ES | EH, n, &block));
-            let rblock =
-                [vec![0x88, 0x61], huff("Mon, 21 Oct 2013 20:13:21 GMT"), vec![0x5f], huff("application/json")]
-                    .concat();
-            resp.extend(frame(HEADERS, EH, n, &rblock));
-            resp.extend(frame(DATA, ES, n, &[b'x'; 64]));
-            n += 2;
-        }
-        let (mut out, mut count) = (Vec::new(), 0);
-        let step = resp.len() / (req.len() >> 14) + 1;
-        let t = std::time::Instant::now();
-        for _ in 0..5 {
-            let mut p = Http2Parser::new();
-            for (a, b) in req.chunks(16 << 10).zip(resp.chunks(step)) {
-                p.feed(REQ, a, 1, false, &mut out).unwrap();
-                p.feed(RESP, b, 2, false, &mut out).unwrap();
-                assert!(out.iter().all(|m| !m.partial));
-                count += out.len();
-                out.clear();
-            }
-        }
-        let secs = t.elapsed().as_secs_f64();
-        let bytes = 5.0 * (req.len() + resp.len()) as f64;
-        eprintln!("{count} messages, {:.0} MB/s, {:.0} ns/message", bytes / secs / 1e6, secs * 1e9 / count as f64);
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
