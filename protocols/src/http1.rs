@@ -194,6 +194,17 @@ impl Parser for Http1Parser {
         }
     }
 
+    fn skip(&mut self, side: Side, n: u64, ts_ns: u64, out: &mut Vec<Message>) -> bool {
+        if self.conn.tunneled {
+            return true;
+        }
+        let half = match side {
+            Side::Request => &mut self.req,
+            Side::Response => &mut self.resp,
+        };
+        half.skip(n, ts_ns, out)
+    }
+
     fn buffered(&self) -> usize {
         self.req.buf.len() + self.resp.buf.len()
     }
@@ -244,6 +255,29 @@ impl Half {
                 }
                 State::ToClose => chunk.len(),
             };
+        }
+    }
+
+    /// Uncaptured bytes inside a body of known length are counted as if read; anywhere else
+    /// (a head, chunk framing, more than the body holds) they cannot be accounted for.
+    fn skip(&mut self, n: u64, ts: u64, out: &mut Vec<Message>) -> bool {
+        match self.state {
+            State::Body(left) if n <= left => {
+                self.count(n as usize, ts);
+                if n == left {
+                    self.finish(out);
+                } else {
+                    self.state = State::Body(left - n);
+                }
+                true
+            }
+            State::ChunkData(left) if n <= left => {
+                self.count(n as usize, ts);
+                self.state = if n == left { State::ChunkLine(ChunkLine::DataEnd) } else { State::ChunkData(left - n) };
+                true
+            }
+            State::ToClose => true,
+            _ => false,
         }
     }
 
@@ -1093,6 +1127,36 @@ mod tests {
         assert_eq!(attr(&msgs[2], "http.content_type"), Some("text/plain"));
         assert_eq!(msgs[3].size, next.len() as u64);
         assert!(msgs.iter().all(|m| !m.partial));
+    }
+
+    #[test]
+    fn uncaptured_body_bytes_are_counted_and_keep_the_stream_in_step() {
+        let mut p = Http1Parser::new();
+        let mut out = vec![];
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n";
+        p.feed(
+            Side::Request,
+            b"GET /big HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n",
+            1,
+            false,
+            &mut out,
+        )
+        .unwrap();
+        // The capture kept the head and 100 body bytes; 9900 more went by uncaptured.
+        let mut first = head.to_vec();
+        first.extend_from_slice(&[b'x'; 100]);
+        p.feed(Side::Response, &first, 2, false, &mut out).unwrap();
+        assert!(p.skip(Side::Response, 9_900, 3, &mut out));
+        p.feed(Side::Response, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 4, false, &mut out).unwrap();
+        let responses: Vec<_> = out.iter().filter(|m| m.side == Some(Side::Response)).collect();
+        assert_eq!(responses.len(), 2);
+        assert_eq!(
+            (responses[0].size, responses[0].end_ns, responses[0].partial),
+            (head.len() as u64 + 10_000, 3, false)
+        );
+        assert_eq!(responses[1].status.as_deref(), Some("404"));
+        // In a head, uncaptured bytes cannot be placed.
+        assert!(!p.skip(Side::Response, 10, 5, &mut out));
     }
 
     #[test]

@@ -109,6 +109,15 @@ pub trait Parser: Send {
         out: &mut Vec<Message>,
     ) -> Result<(), ParseError>;
 
+    /// `n` more bytes that `side` sent at `ts_ns` were not captured (a capture keeps only a prefix
+    /// of each syscall's bytes; sendfile keeps none). A parser skipping a body, rows or a record
+    /// batch of known length stays in step by counting them; it returns false when it cannot, and
+    /// the next chunk of that side then comes with `gap`.
+    fn skip(&mut self, side: Side, n: u64, ts_ns: u64, out: &mut Vec<Message>) -> bool {
+        let _ = (side, n, ts_ns, out);
+        false
+    }
+
     /// Bytes held while waiting for the rest of a message (bounded by the parser).
     fn buffered(&self) -> usize;
 }

@@ -99,7 +99,7 @@ impl Pipeline {
                     conn.role,
                     d.direction,
                     &d.payload.0,
-                    d.truncated,
+                    d.byte_count,
                     ts,
                     &mut self.outputs,
                 );

@@ -101,7 +101,7 @@ impl Session {
         self.gap = [true; 2];
     }
 
-    /// Feeds one data chunk: `captured` is what the capture holds of the `moved` bytes.
+    /// Feeds one data chunk: `captured` is what the capture holds of the `moved` bytes (a prefix).
     #[allow(clippy::too_many_arguments)]
     pub fn feed(
         &mut self,
@@ -109,7 +109,7 @@ impl Session {
         role: Role,
         direction: Direction,
         captured: &[u8],
-        truncated: bool,
+        moved: u64,
         ts_ns: u64,
         out: &mut Vec<Output>,
     ) -> Fed {
@@ -135,10 +135,16 @@ impl Session {
         let State::Parsing { protocol, parser, request_direction } = &mut self.state else { return fed };
         let side = if direction == *request_direction { Side::Request } else { Side::Response };
         let i = dir_index(direction);
-        let gap = std::mem::replace(&mut self.gap[i], truncated);
+        let gap = std::mem::replace(&mut self.gap[i], false);
         let protocol = *protocol;
         if let Err(e) = parser.feed(side, captured, ts_ns, gap, &mut self.messages) {
             fed.parse_error = Some(e.0);
+        }
+        // Bytes the capture did not keep: the parser counts them where it can place them (a body
+        // of known length); otherwise the next chunk must not be stitched to this one.
+        let uncaptured = moved.saturating_sub(captured.len() as u64);
+        if uncaptured > 0 && !parser.skip(side, uncaptured, ts_ns, &mut self.messages) {
+            self.gap[i] = true;
         }
         for m in self.messages.drain(..) {
             match m.side {

@@ -149,6 +149,29 @@ fn a_truncated_chunk_makes_the_next_one_a_gap_and_the_record_partial() {
 }
 
 #[test]
+fn a_body_beyond_the_capture_cap_still_makes_a_whole_record() {
+    let mut p = Pipeline::new(Limits::default());
+    let mut resp = b"HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n".to_vec();
+    let total = resp.len() as u64 + 20_000;
+    resp.extend_from_slice(&[b'x'; 4096 - 40]);
+    let out = run(
+        &mut p,
+        &[
+            open(1, 5, 7),
+            data(2, 5, 7, Direction::Egress, GET, GET.len() as u64),
+            // One read of the whole response, of which the capture kept 4 KiB.
+            data(3, 5, 7, Direction::Ingress, &resp, total),
+            data(4, 5, 7, Direction::Egress, GET, GET.len() as u64),
+            data(5, 5, 7, Direction::Ingress, OK, OK.len() as u64),
+            close(6, 5, 7),
+        ],
+    );
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!((out[0].status.as_deref(), out[0].response_bytes, out[0].partial), (Some("200"), total, false));
+    assert_eq!((out[1].status.as_deref(), out[1].partial), (Some("200"), false), "the next exchange is in step");
+}
+
+#[test]
 fn loss_reported_by_the_capture_is_counted() {
     let mut p = Pipeline::new(Limits::default());
     run(&mut p, &[open(1, 5, 7), Event::loss(2, LossSource::KernelData, 3)]);
