@@ -781,6 +781,28 @@ impl Parser for Http2Parser {
         ctx.error.map_or(Ok(()), Err)
     }
 
+    /// Uncaptured bytes can only be placed inside a payload that is counted, not kept (DATA, and
+    /// frames of other types or header blocks too big to hold): frame headers and kept payloads
+    /// are needed to stay in step.
+    fn skip(&mut self, side: Side, n: u64, ts_ns: u64, out: &mut Vec<Message>) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
+        let s = &mut self.sides[idx(side)];
+        let fits = usize::try_from(n).is_ok_and(|n| n <= s.remaining);
+        if s.phase != Phase::Payload || s.keep || !fits {
+            return false;
+        }
+        s.remaining -= n as usize;
+        if s.remaining == 0 {
+            // A skipped payload's frame is counted whole when it ends, as `process` does; with no
+            // payload to decode, ending it reports no error.
+            let mut ctx = Ctx { out, error: None, fatal: false };
+            self.end_frame(side, None, ts_ns, &mut ctx);
+        }
+        true
+    }
+
     fn buffered(&self) -> usize {
         self.sides.iter().map(SideState::buffered).sum()
     }
@@ -1293,6 +1315,32 @@ mod tests {
         let r3 = &msgs[3];
         assert_eq!((r3.key, r3.error.as_deref(), r3.size), (Some(MatchKey::Stream(3)), Some("RST_STREAM CANCEL"), 0));
         assert_eq!(error_code_name(0x42), "0x42");
+    }
+
+    #[test]
+    fn uncaptured_data_bytes_are_counted_and_keep_the_stream_in_step() {
+        let mut p = Http2Parser::new();
+        let mut out = vec![];
+        let get = |stream, path| frame(HEADERS, ES | EH, stream, &[&[0x82, 0x86][..], &lit_named(4, path)].concat());
+        p.feed(REQ, &[preface(), get(1, "/big"), get(3, "/next")].concat(), 1, false, &mut out).unwrap();
+        let ok = frame(HEADERS, EH, 1, &[0x88]);
+        let data = frame(DATA, ES, 1, &[b'x'; 10_000]);
+        // The capture kept the frame header and 100 payload bytes; 9900 more went by uncaptured.
+        let first = [server_preface(), ok.clone(), data[..FRAME_HEADER_LEN + 100].to_vec()].concat();
+        p.feed(RESP, &first, 2, false, &mut out).unwrap();
+        // More than the frame holds cannot be placed.
+        assert!(!p.skip(RESP, 9_901, 3, &mut out));
+        assert!(p.skip(RESP, 9_900, 3, &mut out));
+        p.feed(RESP, &frame(HEADERS, ES | EH, 3, &[0x8d]), 4, false, &mut out).unwrap();
+        let responses: Vec<_> = out.iter().filter(|m| m.side == Some(RESP)).collect();
+        assert_eq!(responses.len(), 2);
+        assert_eq!(
+            (responses[0].key, responses[0].size, responses[0].end_ns, responses[0].partial),
+            (Some(MatchKey::Stream(1)), len(&[&ok, &data]), 3, false)
+        );
+        assert_eq!((responses[1].key, responses[1].status.as_deref()), (Some(MatchKey::Stream(3)), Some("404")));
+        // In a frame header, uncaptured bytes cannot be placed.
+        assert!(!p.skip(RESP, 10, 5, &mut out));
     }
 
     #[test]

@@ -1024,6 +1024,28 @@ impl Stream {
         &rest[n..]
     }
 
+    /// `n` uncaptured bytes: counted when they fall in the un-buffered rest of a parsed message
+    /// (record batches), as [`skip`](Self::skip) would; anywhere else (size, prefix, resync) they
+    /// cannot be placed.
+    fn skip_uncaptured(&mut self, n: u64, ts: u64, out: &mut Vec<Message>) -> bool {
+        let State::Skip { left, .. } = &mut self.state else {
+            return false;
+        };
+        if n > *left {
+            return false;
+        }
+        *left -= n;
+        if *left == 0 {
+            if let State::Skip { mut msg, .. } = std::mem::replace(&mut self.state, State::Size) {
+                msg.end_ns = ts;
+                out.push(msg);
+            }
+        }
+        // These bytes went by at `ts`: a later gap reports the message as ending there.
+        self.last_ns = ts;
+        true
+    }
+
     fn probe(&self, cx: &Cx, b: &[u8]) -> Probe {
         if self.is_request {
             probe_request(b)
@@ -1154,6 +1176,13 @@ impl Parser for KafkaParser {
         }
         stream.process(&mut cx, chunk, ts_ns);
         cx.err.map_or(Ok(()), Err)
+    }
+
+    fn skip(&mut self, side: Side, n: u64, ts_ns: u64, out: &mut Vec<Message>) -> bool {
+        match side {
+            Side::Request => self.requests.skip_uncaptured(n, ts_ns, out),
+            Side::Response => self.responses.skip_uncaptured(n, ts_ns, out),
+        }
     }
 
     fn buffered(&self) -> usize {
@@ -1860,6 +1889,42 @@ mod tests {
             assert!(p.buffered() <= PREFIX_CAP);
         }
         assert_eq!((out.len(), out[0].target.as_deref(), out[0].size), (1, Some("big"), produce.len() as u64));
+    }
+
+    #[test]
+    fn uncaptured_record_batch_bytes_are_counted_and_keep_the_stream_in_step() {
+        let batch = vec![0xab; 10_000];
+        let produce = req(0, 3, 1, "p", false)
+            .i16(-1)
+            .i16(1)
+            .i32(1000)
+            .i32(1)
+            .str("big")
+            .i32(1)
+            .i32(0)
+            .i32(batch.len() as i32)
+            .raw(&batch)
+            .frame();
+        let mut p = KafkaParser::new();
+        let mut out = Vec::new();
+        // The capture kept the first 4 KiB (the buffered prefix and nothing more); the rest of
+        // the batch went by uncaptured.
+        p.feed(Side::Request, &produce[..PREFIX_CAP], 1, false, &mut out).unwrap();
+        let rest = (produce.len() - PREFIX_CAP) as u64;
+        // More than the message holds cannot be placed.
+        assert!(!p.skip(Side::Request, rest + 1, 2, &mut out));
+        assert!(p.skip(Side::Request, rest, 2, &mut out));
+        p.feed(Side::Request, &metadata_v1_request(2), 3, false, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            (out[0].target.as_deref(), out[0].size, out[0].end_ns, out[0].partial),
+            (Some("big"), produce.len() as u64, 2, false)
+        );
+        assert_eq!((out[1].operation.as_deref(), out[1].partial), (Some("Metadata"), false));
+        // In a message's size or buffered prefix, uncaptured bytes cannot be placed.
+        assert!(!p.skip(Side::Request, 10, 4, &mut out));
+        p.feed(Side::Request, &produce[..100], 5, false, &mut out).unwrap();
+        assert!(!p.skip(Side::Request, 10, 6, &mut out));
     }
 
     proptest! {

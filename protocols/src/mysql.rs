@@ -357,6 +357,29 @@ impl Framer {
         }
     }
 
+    /// Counts `n` uncaptured bytes of the payload being skipped, as [`next`](Self::next) would
+    /// had they been read. `None` when they cannot be placed: in a header, in the part of a
+    /// payload that is kept (its fields are needed), or past the packet's end. `Some(Some(p))`
+    /// when they end a logical packet.
+    fn skip(&mut self, n: u64, ts: u64) -> Option<Option<Packet<'_>>> {
+        let n = usize::try_from(n).ok()?;
+        if !self.in_body || self.prefix.len() < self.cap || n > self.body_left {
+            return None;
+        }
+        self.size += n as u64;
+        self.body_left -= n;
+        if self.body_left > 0 {
+            return Some(None);
+        }
+        self.in_body = false;
+        if self.more {
+            // The payload continues in the next packet, whose header comes next.
+            return Some(None);
+        }
+        let (seq, last_seq, len, size, start_ns) = (self.seq, self.last_seq, self.len, self.size, self.start_ns);
+        Some(Some(Packet { seq, last_seq, payload: &self.prefix, len, size, start_ns, end_ns: ts, partial: false }))
+    }
+
     /// Drops the packet in progress; returns what was read of it when its header was complete.
     fn cut(&mut self, ts: u64) -> Option<Packet<'_>> {
         let had = self.in_body || self.more;
@@ -597,6 +620,26 @@ impl Parser for MysqlParser {
             }
         }
         self.conn.error.take().map_or(Ok(()), Err)
+    }
+
+    fn skip(&mut self, side: Side, n: u64, ts_ns: u64, out: &mut Vec<Message>) -> bool {
+        if self.conn.opaque {
+            // Nothing is parsed any more: there is no step to keep.
+            return true;
+        }
+        let i = side as usize;
+        match self.framers[i].skip(n, ts_ns) {
+            None => false,
+            Some(None) => true,
+            Some(Some(p)) => {
+                self.conn.packet(side, &p, out);
+                // As in `feed`: a packet that loses the side drops whatever is in progress.
+                if !self.conn.opaque && self.conn.sync(side) == Sync::Lost {
+                    self.framers[i].cut(ts_ns);
+                }
+                true
+            }
+        }
     }
 
     fn buffered(&self) -> usize {
@@ -1469,6 +1512,53 @@ mod tests {
             ]
         );
         assert_eq!(p.buffered(), 0);
+    }
+
+    #[test]
+    fn uncaptured_row_bytes_are_counted_and_keep_the_stream_in_step() {
+        let mut p = MysqlParser::new();
+        let mut out = Vec::new();
+        p.feed(REQ, &query("SELECT big FROM t"), 1, false, &mut out).unwrap();
+        let mut row = vec![0xfc, 0x10, 0x27]; // lenenc length 10000
+        row.resize(3 + 10_000, b'x');
+        let first = cat(&[&pkt(1, &[1]), &pkt(2, &coldef("big")), &pkt(3, &row)]);
+        // The capture kept the first 4 KiB of the write; the rest of the row went by uncaptured.
+        p.feed(RESP, &first[..4096], 2, false, &mut out).unwrap();
+        let rest = (first.len() - 4096) as u64;
+        // More than the packet holds cannot be placed.
+        assert!(!p.skip(RESP, rest + 1, 3, &mut out));
+        assert!(p.skip(RESP, rest, 3, &mut out));
+        let end = pkt(4, OK_FE);
+        p.feed(RESP, &end, 4, false, &mut out).unwrap();
+        p.feed(REQ, &pkt(0, &[COM_PING]), 5, false, &mut out).unwrap();
+        p.feed(RESP, &pkt(1, OK), 6, false, &mut out).unwrap();
+        let got: Vec<String> = out.iter().map(brief).collect();
+        assert_eq!(
+            got,
+            [
+                "> SELECT SELECT big FROM t - - []",
+                "< - - OK - [db.rows=1]",
+                "> PING - - - []",
+                "< - - OK - [db.rows_affected=0]"
+            ]
+        );
+        assert_eq!((out[1].size, out[1].end_ns, out[1].partial), ((first.len() + end.len()) as u64, 4, false));
+        // In a packet header, or in the part of a payload that is kept, uncaptured bytes cannot be
+        // placed.
+        assert!(!p.skip(RESP, 10, 7, &mut out));
+        p.feed(RESP, &pkt(1, &[0; 100])[..50], 8, false, &mut out).unwrap();
+        assert!(!p.skip(RESP, 10, 9, &mut out));
+
+        // A statement longer than what is kept of it: the uncaptured rest ends it at its time.
+        let mut p = MysqlParser::new();
+        out.clear();
+        let long = query(&format!("SELECT '{}'", "y".repeat(REQUEST_CAP)));
+        p.feed(REQ, &long[..4 + REQUEST_CAP], 1, false, &mut out).unwrap();
+        assert!(p.skip(REQ, (long.len() - 4 - REQUEST_CAP) as u64, 2, &mut out));
+        p.feed(REQ, &pkt(0, &[COM_PING]), 3, false, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].operation.as_deref(), out[0].size, out[0].end_ns), (Some("SELECT"), long.len() as u64, 2));
+        assert_eq!(out[1].operation.as_deref(), Some("PING"));
     }
 
     #[test]

@@ -347,6 +347,25 @@ impl Framer {
         Ok(Some(Msg { kind, body: &self.prefix, size, start_ns, end_ns: ts, partial: false }))
     }
 
+    /// Counts `n` uncaptured bytes of the body being skipped, as [`next`](Self::next) would had
+    /// they been read. `None` when they cannot be placed: in a header, in the part of a body that
+    /// is kept (its fields are needed), or past the body's end. `Some(Some(msg))` when they end
+    /// the message.
+    fn skip(&mut self, n: u64, ts: u64) -> Option<Option<Msg<'_>>> {
+        let n = usize::try_from(n).ok()?;
+        if !self.in_body || self.prefix.len() < self.cap || n > self.body_left {
+            return None;
+        }
+        self.size += n as u64;
+        self.body_left -= n;
+        if self.body_left > 0 {
+            return Some(None);
+        }
+        self.in_body = false;
+        let (kind, size, start_ns) = (self.kind, self.size, self.start_ns);
+        Some(Some(Msg { kind, body: &self.prefix, size, start_ns, end_ns: ts, partial: false }))
+    }
+
     /// Drops the message in progress; returns what was read of it when its header was complete.
     fn cut(&mut self, ts: u64) -> Option<Msg<'_>> {
         let had = self.in_body;
@@ -545,6 +564,21 @@ impl Parser for PostgresParser {
             }
         }
         self.conn.error.take().map_or(Ok(()), Err)
+    }
+
+    fn skip(&mut self, side: Side, n: u64, ts_ns: u64, out: &mut Vec<Message>) -> bool {
+        if self.conn.opaque {
+            // Nothing is parsed any more: there is no step to keep.
+            return true;
+        }
+        match self.framers[side as usize].skip(n, ts_ns) {
+            None => false,
+            Some(None) => true,
+            Some(Some(m)) => {
+                self.conn.message(side, &m, out);
+                true
+            }
+        }
     }
 
     fn buffered(&self) -> usize {
@@ -1307,6 +1341,44 @@ mod tests {
         }
         assert!(!detect(RESP, b"R\x00\x00\x00\x08\x00\x00\x00\x63"));
         assert!(!detect(RESP, b"X"));
+    }
+
+    #[test]
+    fn uncaptured_row_bytes_are_counted_and_keep_the_stream_in_step() {
+        let mut p = PostgresParser::new();
+        let mut out = vec![];
+        p.feed(REQ, &cat(&[&query("SELECT big FROM t"), &query("SELECT 2")]), 1, false, &mut out).unwrap();
+        let head = row_description("big");
+        let row = data_row(&"x".repeat(10_000));
+        // The capture kept the RowDescription and 100 bytes of the DataRow; the rest went by
+        // uncaptured.
+        p.feed(RESP, &cat(&[&head, &row[..100]]), 2, false, &mut out).unwrap();
+        let rest = (row.len() - 100) as u64;
+        // More than the row holds cannot be placed.
+        assert!(!p.skip(RESP, rest + 1, 3, &mut out));
+        assert!(p.skip(RESP, rest, 3, &mut out));
+        let tail = cat(&[&complete("SELECT 1"), IDLE]);
+        p.feed(RESP, &tail, 4, false, &mut out).unwrap();
+        let second = cat(&[&row_description("?column?"), &data_row("2"), &complete("SELECT 1"), IDLE]);
+        p.feed(RESP, &second, 5, false, &mut out).unwrap();
+        let responses: Vec<_> = out.iter().filter(|m| m.side == Some(RESP)).collect();
+        assert_eq!(responses.len(), 2);
+        let size = (head.len() + row.len() + tail.len()) as u64;
+        assert_eq!((responses[0].size, responses[0].end_ns, responses[0].partial), (size, 4, false));
+        assert_eq!(briefs(&out[2..]), ["< - - OK - [db.rows=1 db.command_tag=SELECT 1]"; 2]);
+        // In a message header, uncaptured bytes cannot be placed.
+        assert!(!p.skip(RESP, 10, 6, &mut out));
+
+        // A statement longer than what is kept of it: the uncaptured rest ends it at its time.
+        let mut p = PostgresParser::new();
+        out.clear();
+        let long = query(&format!("SELECT '{}'", "y".repeat(REQUEST_CAP)));
+        p.feed(REQ, &long[..5 + REQUEST_CAP], 1, false, &mut out).unwrap();
+        assert!(p.skip(REQ, (long.len() - 5 - REQUEST_CAP) as u64, 2, &mut out));
+        p.feed(REQ, &query("SELECT 2"), 3, false, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].operation.as_deref(), out[0].size, out[0].end_ns), (Some("SELECT"), long.len() as u64, 2));
+        assert_eq!(out[1].target.as_deref(), Some("SELECT 2"));
     }
 
     proptest! {

@@ -146,6 +146,13 @@ impl Parser for RedisParser {
         }
     }
 
+    fn skip(&mut self, side: Side, n: u64, ts_ns: u64, out: &mut Vec<Message>) -> bool {
+        match side {
+            Side::Request => self.request.skip(n, ts_ns, out),
+            Side::Response => self.response.skip(n, ts_ns, out),
+        }
+    }
+
     fn buffered(&self) -> usize {
         self.request.buffered() + self.response.buffered()
     }
@@ -307,6 +314,33 @@ impl Stream {
             self.value_done(ts, out);
         }
         take
+    }
+
+    /// Counts `n` uncaptured bytes of the bulk string being read, as [`bulk`](Self::bulk) would
+    /// had they been read. Refused (false, nothing changed) in a header line, past the bulk's
+    /// end, or where the bytes would have been kept (a command name, key or error text still
+    /// short of its limit: a hole in it would make it wrong).
+    fn skip(&mut self, n: u64, ts: u64, out: &mut Vec<Message>) -> bool {
+        if self.lost || self.bulk_left == 0 || n > self.bulk_left {
+            return false;
+        }
+        if self.capture != Capture::Skip {
+            let limit = if self.capture == Capture::Arg { MAX_ARG } else { MAX_ERROR };
+            let room = limit.saturating_sub(self.captured.len() - self.capture_start);
+            if room > 0 && self.bulk_left > 2 {
+                return false;
+            }
+        }
+        self.last_ts = ts;
+        self.bulk_left -= n;
+        if let Some(m) = self.msg.as_mut() {
+            m.size += n;
+        }
+        if self.bulk_left == 0 {
+            self.end_capture();
+            self.value_done(ts, out);
+        }
+        true
     }
 
     /// Records the bulk payload captured so far as the message field it belongs to.
@@ -808,6 +842,29 @@ $2\r\nid\r\n:5\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\
             b"+OK\r\n>2\r\n$1\r\na\r\n:1\r\n|1\r\n+a\r\n:1\r\n$5\r\nhello\r\n%1\r\n+k\r\n~1\r\n_\r\n-ERR x\r\n"
                 .to_vec();
         (requests, replies)
+    }
+
+    #[test]
+    fn uncaptured_bulk_bytes_are_counted_and_keep_the_stream_in_step() {
+        let mut p = RedisParser::new();
+        let mut out = Vec::new();
+        let head = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10000\r\n";
+        // The capture kept the header lines and 1000 bytes of the value (more than the parser
+        // keeps of an argument); the other 9000 and the CRLF went by uncaptured.
+        let first = [&head[..], &[b'v'; 1000]].concat();
+        p.feed(Side::Request, &first, 1, false, &mut out).unwrap();
+        // More than the bulk string holds cannot be placed.
+        assert!(!p.skip(Side::Request, 9_003, 2, &mut out));
+        assert!(p.skip(Side::Request, 9_002, 2, &mut out));
+        p.feed(Side::Request, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", 3, false, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(op_target(&out[0]), (Some("SET"), Some("k")));
+        assert_eq!((out[0].size, out[0].end_ns, out[0].partial), (head.len() as u64 + 10_002, 2, false));
+        assert_eq!(op_target(&out[1]), (Some("GET"), Some("k")));
+        // In a header line, uncaptured bytes cannot be placed; nor in a key still being kept.
+        assert!(!p.skip(Side::Request, 10, 4, &mut out));
+        p.feed(Side::Request, b"*2\r\n$3\r\nGET\r\n$600\r\nkey", 5, false, &mut out).unwrap();
+        assert!(!p.skip(Side::Request, 10, 6, &mut out));
     }
 
     proptest! {
