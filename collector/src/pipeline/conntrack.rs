@@ -59,6 +59,9 @@ pub struct Evictions {
 pub struct Conntrack {
     pub limits: Limits,
     table: HashMap<ConnKey, Tracked>,
+    /// (pid, socket id) to the fd it was first seen on: a socket dup'ed onto other fds (inetd-style
+    /// servers read fd 0 and write fd 1) is one connection.
+    by_socket: HashMap<(u32, u64), ConnKey>,
     next_generation: u32,
     pub evictions: Evictions,
 }
@@ -76,6 +79,19 @@ impl Conntrack {
         self.table.is_empty()
     }
 
+    /// The connection an event of (pid, fd) on socket `sock_id` belongs to: the fd's own, or the
+    /// one the same socket was first seen on under another fd of that process.
+    pub fn resolve(&self, pid: u32, fd: i32, sock_id: u64) -> ConnKey {
+        let own = ConnKey { pid, fd };
+        if self.table.contains_key(&own) || sock_id == 0 {
+            return own;
+        }
+        match self.by_socket.get(&(pid, sock_id)) {
+            Some(k) if self.table.get(k).is_some_and(|t| t.sock_id == sock_id) => *k,
+            _ => own,
+        }
+    }
+
     pub fn get_mut(&mut self, key: ConnKey) -> Option<&mut Tracked> {
         self.table.get_mut(&key)
     }
@@ -84,7 +100,7 @@ impl Conntrack {
     /// May evict others to stay within the connection limit (returned too).
     pub fn insert(&mut self, key: ConnKey, sock_id: u64, conn: Connection, comm: &str, now: u64) -> Vec<Tracked> {
         let mut gone = vec![];
-        if let Some(old) = self.table.remove(&key) {
+        if let Some(old) = self.take(key) {
             self.evictions.reused += 1;
             gone.push(old);
         }
@@ -105,11 +121,23 @@ impl Conntrack {
             session: Session::new(),
         };
         self.table.insert(key, tracked);
+        if sock_id != 0 {
+            self.by_socket.insert((key.pid, sock_id), key);
+        }
         gone
     }
 
-    pub fn remove(&mut self, key: ConnKey) -> Option<Tracked> {
+    /// Removes a connection and the socket alias that points to it.
+    fn take(&mut self, key: ConnKey) -> Option<Tracked> {
         let t = self.table.remove(&key)?;
+        if self.by_socket.get(&(key.pid, t.sock_id)) == Some(&key) {
+            self.by_socket.remove(&(key.pid, t.sock_id));
+        }
+        Some(t)
+    }
+
+    pub fn remove(&mut self, key: ConnKey) -> Option<Tracked> {
+        let t = self.take(key)?;
         self.evictions.closed += 1;
         Some(t)
     }
@@ -120,7 +148,7 @@ impl Conntrack {
         let idle: Vec<ConnKey> =
             self.table.iter().filter(|(_, t)| t.last_seen_ns < idle_before).map(|(k, _)| *k).collect();
         self.evictions.idle += idle.len() as u64;
-        let mut gone: Vec<Tracked> = idle.into_iter().filter_map(|k| self.table.remove(&k)).collect();
+        let mut gone: Vec<Tracked> = idle.into_iter().filter_map(|k| self.take(k)).collect();
         let mut total: usize = self.table.values().map(|t| t.session.footprint()).sum();
         if total > self.limits.max_bytes {
             let mut by_size: Vec<(usize, ConnKey)> =
@@ -132,7 +160,7 @@ impl Conntrack {
                 }
                 total -= size;
                 self.evictions.memory += 1;
-                gone.extend(self.table.remove(&k));
+                gone.extend(self.take(k));
             }
         }
         gone
@@ -140,6 +168,7 @@ impl Conntrack {
 
     /// Everything still tracked (the source ended).
     pub fn drain(&mut self) -> Vec<Tracked> {
+        self.by_socket.clear();
         self.table.drain().map(|(_, t)| t).collect()
     }
 
@@ -157,6 +186,6 @@ impl Conntrack {
         let mut ages: Vec<(u64, ConnKey)> = self.table.iter().map(|(k, t)| (t.last_seen_ns, *k)).collect();
         let n = n.min(ages.len());
         ages.select_nth_unstable(n.saturating_sub(1));
-        ages[..n].iter().filter_map(|(_, k)| self.table.remove(k)).collect()
+        ages[..n].iter().filter_map(|(_, k)| self.take(*k)).collect()
     }
 }

@@ -69,10 +69,11 @@ impl Pipeline {
 
     pub fn push(&mut self, ev: &Event, out: &mut Vec<Record>) {
         self.stats.events += 1;
-        let key = ConnKey { pid: ev.pid, fd: ev.fd };
+        let own = ConnKey { pid: ev.pid, fd: ev.fd };
+        let key = self.conns.resolve(ev.pid, ev.fd, ev.sock_id);
         match &ev.kind {
             EventKind::Open(o) => {
-                let gone = self.conns.insert(key, ev.sock_id, o.conn, &ev.comm, ev.ts_ns);
+                let gone = self.conns.insert(own, ev.sock_id, o.conn, &ev.comm, ev.ts_ns);
                 self.finish_all(gone, out);
             }
             EventKind::Data(d) => {
@@ -114,6 +115,8 @@ impl Pipeline {
                 let endpoint = endpoint(t, conn);
                 self.emit(&endpoint, out);
             }
+            // Closing a duplicate fd leaves the socket open under the one it was first seen on.
+            EventKind::Close(_) if key != own => {}
             EventKind::Close(_) => {
                 if let Some(t) = self.conns.remove(key) {
                     self.finish_all(vec![t], out);

@@ -107,6 +107,33 @@ fn a_reused_fd_is_a_new_connection() {
 }
 
 #[test]
+fn a_socket_dup_ed_onto_other_fds_is_one_connection() {
+    // An inetd-style server: the request is read from fd 0 and the response written to fd 1, both
+    // the same socket (id 9).
+    let server = |mut e: Event| {
+        match &mut e.kind {
+            EventKind::Data(d) => d.conn.role = Role::Server,
+            EventKind::Close(c) => c.conn.role = Role::Server,
+            _ => {}
+        }
+        Event { pid: 7, comm: "httpd".into(), ..e }
+    };
+    let mut p = Pipeline::new(Limits::default());
+    let out = run(
+        &mut p,
+        &[
+            server(data(1, 0, 9, Direction::Ingress, GET, GET.len() as u64)),
+            server(data(2, 1, 9, Direction::Egress, OK, OK.len() as u64)),
+            server(close(3, 1, 9)),
+            server(close(4, 0, 9)),
+        ],
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].status.as_deref(), out[0].endpoint.role), (Some("200"), "server"));
+    assert_eq!(p.connections(), 0);
+}
+
+#[test]
 fn the_table_is_bounded_and_evictions_counted() {
     let mut p = Pipeline::new(Limits { max_connections: 8, ..Limits::default() });
     let events: Vec<Event> = (0..100).map(|i| open(i, i as i32, 1000 + i)).collect();
