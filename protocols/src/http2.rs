@@ -967,6 +967,7 @@ fn grpc_code_name(code: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::{self, Split};
     use proptest::prelude::*;
 
     const REQ: Side = Side::Request;
@@ -1021,43 +1022,9 @@ mod tests {
     const EH: u8 = FLAG_END_HEADERS;
     const ES: u8 = FLAG_END_STREAM;
 
-    #[derive(Clone, Copy, Debug)]
-    enum Split {
-        Whole,
-        Bytes,
-        Random(u64),
-    }
-
     /// Feeds each segment (chunk `i` at ts `i * 1000`), split as asked. Returns messages and errors.
     fn run(segments: &[(Side, Vec<u8>)], split: Split) -> (Vec<Message>, Vec<ParseError>) {
-        let mut p = Http2Parser::new();
-        let (mut out, mut errors) = (Vec::new(), Vec::new());
-        let mut rng = match split {
-            Split::Random(seed) => seed | 1,
-            _ => 1,
-        };
-        for (i, (side, bytes)) in segments.iter().enumerate() {
-            let mut pos = 0;
-            while pos < bytes.len() {
-                let n = match split {
-                    Split::Whole => bytes.len(),
-                    Split::Bytes => 1,
-                    Split::Random(_) => {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
-                        1 + (rng % 40) as usize
-                    }
-                };
-                let end = (pos + n).min(bytes.len());
-                if let Err(e) = p.feed(*side, &bytes[pos..end], i as u64 * 1000, false, &mut out) {
-                    errors.push(e);
-                }
-                assert!(p.buffered() <= MAX_BUFFERED);
-                pos = end;
-            }
-        }
-        (out, errors)
+        testkit::feed_split(Http2Parser::new(), segments, split, 1000, 40)
     }
 
     /// Runs every split mode and checks they agree; returns the messages.

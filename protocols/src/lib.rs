@@ -11,3 +11,5 @@ pub mod mysql;
 pub mod postgres;
 pub mod redis;
 pub mod sql;
+#[cfg(test)]
+mod testkit;

@@ -884,6 +884,7 @@ fn request(m: &Msg, operation: String, target: Option<String>) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::{self, brief, Split};
     use proptest::prelude::*;
 
     const REQ: Side = Side::Request;
@@ -979,63 +980,12 @@ mod tests {
         msg(b'E', &cat(&[portal.as_bytes(), &[0, 0, 0, 0, 0]]))
     }
 
-    #[derive(Clone, Copy)]
-    enum Split {
-        Whole,
-        Bytes,
-        Random(u64),
-    }
-
     fn run(turns: &[(Side, Vec<u8>)], split: Split) -> Vec<Message> {
-        let mut p = PostgresParser::new();
-        let mut out = Vec::new();
-        let mut seed = match split {
-            Split::Random(s) => s | 1,
-            _ => 1,
-        };
-        for (t, (side, bytes)) in turns.iter().enumerate() {
-            let mut at = 0;
-            while at < bytes.len() {
-                let n = match split {
-                    Split::Whole => bytes.len(),
-                    Split::Bytes => 1,
-                    Split::Random(_) => {
-                        seed ^= seed << 13;
-                        seed ^= seed >> 7;
-                        seed ^= seed << 17;
-                        1 + (seed % 23) as usize
-                    }
-                };
-                let end = (at + n).min(bytes.len());
-                p.feed(*side, &bytes[at..end], t as u64, false, &mut out).unwrap();
-                assert!(p.buffered() <= MAX_BUFFERED);
-                at = end;
-            }
-        }
-        out
+        testkit::run(PostgresParser::new, turns, split)
     }
 
     fn run_all(turns: &[(Side, Vec<u8>)]) -> Vec<Message> {
-        let whole = run(turns, Split::Whole);
-        assert_eq!(run(turns, Split::Bytes), whole);
-        for seed in 1..20 {
-            assert_eq!(run(turns, Split::Random(seed)), whole);
-        }
-        whole
-    }
-
-    fn brief(m: &Message) -> String {
-        let side = if m.side == Some(REQ) { ">" } else { "<" };
-        let attrs: Vec<String> = m.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!(
-            "{side} {} {} {} {} [{}]{}",
-            m.operation.as_deref().unwrap_or("-"),
-            m.target.as_deref().unwrap_or("-"),
-            m.status.as_deref().unwrap_or("-"),
-            m.error.as_deref().unwrap_or("-"),
-            attrs.join(" "),
-            if m.partial { " partial" } else { "" }
-        )
+        testkit::run_all(PostgresParser::new, turns)
     }
 
     fn briefs(out: &[Message]) -> Vec<String> {
