@@ -14,7 +14,6 @@ mod tests;
 use std::collections::HashMap;
 
 use probes_core::event::{Connection, Event, EventKind, Role};
-use protocols::message::{Message, Protocol};
 
 use conntrack::{ConnKey, Conntrack, Evictions, Limits, Tracked};
 pub use record::Record;
@@ -112,8 +111,11 @@ impl Pipeline {
                     self.stats.parse_errors += 1;
                     log::debug!("pid {} fd {}: {e}", ev.pid, ev.fd);
                 }
-                let endpoint = endpoint(t, conn);
-                self.emit(&endpoint, out);
+                // Most chunks complete nothing: build the endpoint (a comm copy) only for records.
+                if !self.outputs.is_empty() {
+                    let endpoint = endpoint(t, conn);
+                    self.emit(&endpoint, out);
+                }
             }
             // Closing a duplicate fd leaves the socket open under the one it was first seen on.
             EventKind::Close(_) if key != own => {}
@@ -152,8 +154,10 @@ impl Pipeline {
         for mut t in gone {
             self.stats.matcher_overflow += t.session.overflow();
             t.session.finish(&mut self.outputs);
-            let endpoint = endpoint(&t, t.conn);
-            self.emit(&endpoint, out);
+            if !self.outputs.is_empty() {
+                let endpoint = endpoint(&t, t.conn);
+                self.emit(&endpoint, out);
+            }
         }
     }
 
@@ -167,17 +171,13 @@ impl Pipeline {
                 }
                 Output::Unanswered(p, req) => {
                     self.stats.unanswered += 1;
-                    unanswered(p, req, endpoint.clone())
+                    Record::new(p, req, None, endpoint.clone())
                 }
             };
             self.stats.records += 1;
             out.push(r);
         }
     }
-}
-
-fn unanswered(p: Protocol, req: Message, endpoint: Endpoint) -> Record {
-    Record::new(p, req, None, endpoint)
 }
 
 fn fd_reused(t: &Tracked, sock_id: u64) -> bool {
