@@ -208,6 +208,37 @@ pub mod checks {
         }
     }
 
+    /// kafka-python: CreateTopics `orders`, CreateTopics again (TOPIC_ALREADY_EXISTS), three
+    /// Produce to `orders`, then Fetch from its beginning.
+    pub fn kafka(records: &[Value], port: u16) {
+        let all = of_protocol(records, "kafka", port);
+        for role in ["client", "server"] {
+            let side = by_role(&all, role);
+            let of = |op: &str| -> Vec<&Value> { side.iter().copied().filter(|r| r["operation"] == op).collect() };
+            let create = of("CreateTopics");
+            assert_eq!(field(&create, "target"), ["orders", "orders"], "{role}: {side:?}");
+            assert_eq!(field(&create, "status"), ["OK", "ERR"], "{role}: {side:?}");
+            assert_eq!(create[1]["error"], "TOPIC_ALREADY_EXISTS", "{role}: {side:?}");
+            let produce = of("Produce");
+            assert_eq!(field(&produce, "target"), ["orders"; 3], "{role}: {side:?}");
+            assert_eq!(field(&produce, "status"), ["OK"; 3], "{role}: {side:?}");
+            // The first Fetch brings the three messages; later ones poll until the consumer's
+            // timeout, and the last may be cut by the exit.
+            let fetch = of("Fetch");
+            assert!(!fetch.is_empty(), "{role}: {side:?}");
+            assert_eq!((fetch[0]["target"].as_str(), fetch[0]["status"].as_str()), (Some("orders"), Some("OK")));
+            let order_bytes = 3 * "order-0".len() as u64;
+            assert!(fetch[0]["response_bytes"].as_u64().unwrap() > order_bytes, "{}", fetch[0]);
+            assert!(!of("Metadata").is_empty(), "{role}: {side:?}");
+            for r in create.iter().chain(&produce).chain(&fetch[..1]) {
+                assert_eq!(r["partial"], false, "{r}");
+                assert!(r["latency_ns"].as_u64().is_some_and(|l| l > 0), "{r}");
+                assert!(r["messaging.client_id"].as_str().is_some_and(|c| c.starts_with("kafka-python")), "{r}");
+            }
+        }
+        assert!(by_role(&all, "client").iter().all(|r| r["comm"] == "python3"));
+    }
+
     /// The server's port in a fixture: the local port of the first server-side record of
     /// `protocol` by the process named `server`.
     pub fn server_port(records: &[Value], protocol: &str, server: &str) -> u16 {

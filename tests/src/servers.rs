@@ -219,3 +219,34 @@ pub fn grpc_greeter() -> Server {
     wait_for_tcp(&format!("127.0.0.1:{port}"), &mut child, "strata-grpc-peer");
     Server { child, port, dir }
 }
+
+/// Where `.ci/run` installs the Kafka-protocol broker (tansu, a broker written in Rust; Debian packages
+/// none), outside the checkout so only a machine's first run builds it.
+pub const TANSU_DEFAULT: &str = "/var/cache/strata-ci-tools/tansu-0.6.0/bin/tansu";
+
+/// A Kafka-protocol broker (tansu, in-memory storage) on 127.0.0.1. STRATA_TANSU names another
+/// binary.
+pub fn kafka_broker() -> Server {
+    let bin = std::env::var_os("STRATA_TANSU").map_or_else(|| PathBuf::from(TANSU_DEFAULT), PathBuf::from);
+    assert!(
+        bin.is_file(),
+        "the Kafka-protocol broker {} is not installed: these tests need it (`cargo install --locked --root \
+         /var/cache/strata-ci-tools/tansu-0.6.0 tansu@0.6.0 --features dynostore`, as .ci/run does, or set \
+         STRATA_TANSU)",
+        bin.display()
+    );
+    let dir = scratch_dir("kafka");
+    let port = crate::free_port();
+    let listener = format!("tcp://127.0.0.1:{port}");
+    let mut child = Command::new(bin)
+        .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+        .args(["--storage-engine", "memory://tansu/"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tansu");
+    wait_for_tcp(&format!("127.0.0.1:{port}"), &mut child, "tansu");
+    Server { child, port, dir }
+}

@@ -55,3 +55,10 @@ fn mysql_fixture() {
     let records = replay(&fixture("mysql"));
     checks::mysql(&records, checks::server_port(&records, "mysql", "mariadbd"));
 }
+
+#[test]
+fn kafka_fixture() {
+    // comm is the thread's name: tansu answers on tokio's worker threads.
+    let records = replay(&fixture("kafka"));
+    checks::kafka(&records, checks::server_port(&records, "kafka", "tokio-rt-worker"));
+}

@@ -182,3 +182,20 @@ fn mysql_queries_an_error_and_a_prepared_statement_become_records() {
     });
     checks::mysql(&records, db.port);
 }
+
+#[test]
+fn kafka_produce_and_fetch_become_records() {
+    let broker = servers::kafka_broker();
+    let python = require_tool("python3", "python3");
+    let client = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/kafka_client.py");
+    let has_kafka = Command::new(&python).args(["-c", "import kafka"]).output().unwrap();
+    assert!(
+        has_kafka.status.success(),
+        "kafka-python is not installed: these tests need it (apt-get install python3-kafka)"
+    );
+    let records = capture("kafka", || {
+        let out = run_ok(Command::new(&python).arg(&client).arg(format!("127.0.0.1:{}", broker.port)));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "order-0\norder-1\norder-2\n");
+    });
+    checks::kafka(&records, broker.port);
+}

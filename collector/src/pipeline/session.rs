@@ -9,10 +9,17 @@ use super::matcher::{Matched, Matcher};
 
 /// Chunks looked at before giving up on recognizing a connection.
 const DETECT_CHUNKS: u32 = 8;
+/// Opening bytes of a TCP direction kept while detecting. Servers often read a length prefix
+/// first and the rest after (a Kafka broker reads 4 bytes, then the request): the test must see
+/// the chunks joined.
+const OPENING_CAP: usize = 512;
 
 enum State {
     Detecting {
         seen: u32,
+        /// Per direction (egress, ingress): the bytes seen so far from the stream's start, while
+        /// they are contiguous and within [`OPENING_CAP`].
+        opening: [Vec<u8>; 2],
     },
     Parsing {
         protocol: Protocol,
@@ -63,7 +70,12 @@ fn opposite(d: Direction) -> Direction {
 
 impl Session {
     pub fn new() -> Session {
-        Session { state: State::Detecting { seen: 0 }, matcher: Matcher::default(), gap: [false; 2], messages: vec![] }
+        Session {
+            state: State::Detecting { seen: 0, opening: [vec![], vec![]] },
+            matcher: Matcher::default(),
+            gap: [false; 2],
+            messages: vec![],
+        }
     }
 
     pub fn protocol(&self) -> Option<Protocol> {
@@ -99,6 +111,9 @@ impl Session {
     /// stitched across.
     pub fn mark_gap(&mut self) {
         self.gap = [true; 2];
+        if let State::Detecting { opening, .. } = &mut self.state {
+            opening.iter_mut().for_each(Vec::clear);
+        }
     }
 
     /// Feeds one data chunk: `captured` is what the capture holds of the `moved` bytes (a prefix).
@@ -114,16 +129,19 @@ impl Session {
         out: &mut Vec<Output>,
     ) -> Fed {
         let mut fed = Fed::default();
-        if let State::Detecting { seen } = &mut self.state {
+        let mut joined = None;
+        if let State::Detecting { seen, opening } = &mut self.state {
             *seen += 1;
             let give_up = *seen >= DETECT_CHUNKS;
-            match Self::recognize(transport, role, direction, captured) {
+            let first = Self::opening(&mut opening[dir_index(direction)], transport, captured, moved);
+            match Self::recognize(transport, role, direction, first.as_deref().unwrap_or(captured)) {
                 Some((protocol, request_direction)) => {
                     fed.detected = Some(protocol);
                     let parser = detect::parser(protocol, transport);
                     self.state = State::Parsing { protocol, parser, request_direction };
                     // The first chunk of a side is whole from its start: no gap before it.
                     self.gap = [false; 2];
+                    joined = first;
                 }
                 None if give_up => {
                     fed.gave_up = true;
@@ -132,6 +150,9 @@ impl Session {
                 None => {}
             }
         }
+        let uncaptured = moved.saturating_sub(captured.len() as u64);
+        // The parser starts with every opening byte of the side that revealed the protocol.
+        let captured = joined.as_deref().unwrap_or(captured);
         let State::Parsing { protocol, parser, request_direction } = &mut self.state else { return fed };
         let side = if direction == *request_direction { Side::Request } else { Side::Response };
         let i = dir_index(direction);
@@ -142,7 +163,6 @@ impl Session {
         }
         // Bytes the capture did not keep: the parser counts them where it can place them (a body
         // of known length); otherwise the next chunk must not be stitched to this one.
-        let uncaptured = moved.saturating_sub(captured.len() as u64);
         if uncaptured > 0 && !parser.skip(side, uncaptured, ts_ns, &mut self.messages) {
             self.gap[i] = true;
         }
@@ -160,6 +180,29 @@ impl Session {
             }
         }
         fed
+    }
+
+    /// The direction's opening bytes with this chunk appended, when there were earlier ones to
+    /// join (None: test the chunk alone). A truncated chunk ends the contiguous opening, and so
+    /// does passing [`OPENING_CAP`]; datagrams are never joined.
+    fn opening(kept: &mut Vec<u8>, transport: Transport, captured: &[u8], moved: u64) -> Option<Vec<u8>> {
+        if transport == Transport::Udp {
+            return None;
+        }
+        let whole = moved == captured.len() as u64;
+        if kept.is_empty() || kept.len() + captured.len() > OPENING_CAP {
+            kept.clear();
+            if whole && captured.len() <= OPENING_CAP {
+                kept.extend_from_slice(captured);
+            }
+            return None;
+        }
+        let mut joined = std::mem::take(kept);
+        joined.extend_from_slice(captured);
+        if whole {
+            kept.clone_from(&joined);
+        }
+        Some(joined)
     }
 
     /// Which protocol, and which direction carries requests.

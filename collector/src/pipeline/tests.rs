@@ -214,3 +214,24 @@ fn unknown_protocols_are_counted_not_parsed() {
     assert!(out.is_empty());
     assert_eq!(p.stats().unrecognized, 1);
 }
+
+#[test]
+fn a_request_read_length_prefix_first_is_still_recognized() {
+    // A Kafka broker reads the 4-byte size, then the request (ApiVersions v0, correlation 7).
+    let header = [&[0, 18, 0, 0, 0, 0, 0, 7, 0, 1][..], b"c"].concat();
+    let size = (header.len() as u32).to_be_bytes();
+    let response = [0, 0, 0, 10, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0];
+    let mut p = Pipeline::new(Limits::default());
+    let out = run(
+        &mut p,
+        &[
+            open(1, 5, 7),
+            data(2, 5, 7, Direction::Egress, &size, 4),
+            data(3, 5, 7, Direction::Egress, &header, header.len() as u64),
+            data(4, 5, 7, Direction::Ingress, &response, response.len() as u64),
+        ],
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].protocol, out[0].operation.as_deref()), ("kafka", Some("ApiVersions")));
+    assert_eq!((out[0].status.as_deref(), out[0].request_bytes), (Some("OK"), 4 + header.len() as u64));
+}
