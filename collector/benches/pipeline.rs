@@ -13,6 +13,8 @@ use std::path::PathBuf;
 
 use collector::capture_file;
 use collector::pipeline::{detect, Pipeline};
+use collector::telemetry::semconv::Converger;
+use collector::telemetry::store::MetricStore;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use probes_core::event::{Direction, Event, EventKind, Role, Transport};
 use protocols::message::{Protocol, Side};
@@ -119,5 +121,36 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parsers, pipeline);
+/// Records per second through convergence and the Prometheus store (what the telemetry thread
+/// does for each record, without the OTLP SDK): every fixture's records, with a fresh converger
+/// and store per iteration so label learning is included.
+fn telemetry(c: &mut Criterion) {
+    let mut records = vec![];
+    for (_, events) in fixtures() {
+        let mut p = Pipeline::new(Default::default());
+        for ev in &events {
+            p.push(ev, &mut records);
+        }
+        p.finish(&mut records);
+    }
+    let reps = 10_000 / records.len().max(1) + 1;
+    let work: Vec<_> = std::iter::repeat_n(records.iter(), reps).flatten().collect();
+    let mut g = c.benchmark_group("telemetry");
+    g.throughput(Throughput::Elements(work.len() as u64));
+    g.bench_function("converge_and_store", |b| {
+        b.iter(|| {
+            let mut converger = Converger::new(100);
+            let mut store = MetricStore::default();
+            for r in &work {
+                if let Some(o) = converger.observe(r) {
+                    store.observe(&o);
+                }
+            }
+            store.series()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parsers, pipeline, telemetry);
 criterion_main!(benches);

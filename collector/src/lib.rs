@@ -4,3 +4,4 @@
 pub mod capture_file;
 pub mod output;
 pub mod pipeline;
+pub mod telemetry;

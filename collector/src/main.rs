@@ -78,6 +78,7 @@ fn exit_code(result: Result<(), run::RunError>) -> ExitCode {
             log::error!("{e}");
             ExitCode::from(match &e {
                 run::RunError::Capture(c) if !c.is_environment() => exit::USAGE,
+                run::RunError::Usage(_) => exit::USAGE,
                 run::RunError::Capture(_) | run::RunError::NoTier(_) => exit::ENVIRONMENT,
                 _ => exit::FAILURE,
             })

@@ -11,7 +11,12 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::source::{LiveSource, SourceError};
 use collector::capture_file::CaptureWriter;
-use collector::output::{self, EventSink, OutputFormat, WallClock};
+use std::sync::Arc;
+
+use collector::output::{self, EventSink, OutputFormat, RecordLines, WallClock};
+use collector::telemetry::agent_stats::AgentStats;
+use collector::telemetry::otlp::OtlpConfig;
+use collector::telemetry::{Telemetry, TelemetryConfig, TelemetryError};
 use kernel_compat::Tier;
 
 /// Capture tiers `--tier` accepts.
@@ -31,16 +36,61 @@ pub enum PerfWakeupArg {
     Batched,
 }
 
+/// What `strata run` prints on standard output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunOutput {
+    /// The busiest operations with rate, p50, p99 and error %, refreshed every --table-every.
+    Table,
+    /// One readable line per record (or per event with --raw-events).
+    Text,
+    /// One JSON object per record (docs/records.md), or per event with --raw-events.
+    Jsonl,
+    /// Nothing: only the exporters (Prometheus, OTLP).
+    None,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub capture: CaptureArgs,
     /// What to print on standard output.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
-    /// Print the normalized events themselves instead of request/response records.
+    #[arg(long, value_enum, default_value_t = RunOutput::Table)]
+    pub output: RunOutput,
+    /// Print the normalized events themselves instead of request/response records (text or
+    /// jsonl output; no telemetry).
     #[arg(long)]
     pub raw_events: bool,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// Metrics, spans and logs: where they go and how labels converge.
+#[derive(Debug, clap::Args)]
+pub struct TelemetryArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics; `off` disables the endpoint.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub prometheus_listen: String,
+    /// Export metrics, spans and logs over OTLP, configured by the standard OTEL_EXPORTER_OTLP_*
+    /// variables (protocol grpc or http/protobuf). On by itself when OTEL_EXPORTER_OTLP_ENDPOINT
+    /// is set; OTEL_SDK_DISABLED=true turns it off.
+    #[arg(long)]
+    pub otlp: bool,
+    /// Distinct values a label may take; later ones fold into `*`.
+    #[arg(long, default_value_t = 100)]
+    pub label_limit: usize,
+    /// Requests at least this slow are logged (OTLP logs).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    pub slow_threshold: Duration,
+    /// Fraction of new traces kept as spans (0 to 1); a caller's sampling decision in traceparent
+    /// or B3 headers is followed.
+    #[arg(long, default_value_t = 0.1)]
+    pub trace_sample_ratio: f64,
+    /// Records waiting for the telemetry thread before new ones are dropped (and counted).
+    #[arg(long, default_value_t = 65536)]
+    pub telemetry_queue: usize,
+    /// How often the terminal table refreshes.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub table_every: Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +142,10 @@ pub enum RunError {
     Signals(std::io::Error),
     #[error(transparent)]
     CaptureFile(#[from] collector::capture_file::CaptureFileError),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
 }
 
 /// How often kernel-side loss counters are read and reported.
@@ -99,8 +153,60 @@ const LOSS_REPORT_EVERY: Duration = Duration::from_secs(1);
 const BATCH: usize = 4096;
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
-    let mut sink = output::sink(args.output, args.raw_events, Box::new(std::io::stdout()), WallClock::now());
+    let clock = WallClock::now();
+    let stdout = || Box::new(std::io::stdout()) as Box<dyn std::io::Write + Send>;
+    let mut sink: Box<dyn EventSink + Send> = if args.raw_events {
+        let format = match args.output {
+            RunOutput::Text | RunOutput::Table => OutputFormat::Text,
+            RunOutput::Jsonl => OutputFormat::Jsonl,
+            RunOutput::None => return Err(RunError::Usage("--raw-events needs --output text or jsonl".into())),
+        };
+        output::sink(format, true, stdout(), clock)
+    } else {
+        let config = telemetry_config(&args.telemetry, args.output)?;
+        let lines = match args.output {
+            RunOutput::Text => Some(OutputFormat::Text),
+            RunOutput::Jsonl => Some(OutputFormat::Jsonl),
+            RunOutput::Table | RunOutput::None => None,
+        };
+        let mut records = RecordLines::new(lines, stdout(), clock, Default::default());
+        if !config.is_off() {
+            let stats = Arc::new(AgentStats::new(kernel_release()));
+            let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            records = records.with_telemetry(Telemetry::start(config, stats, clock, stdout(), on_terminal)?);
+        }
+        Box::new(records)
+    };
     capture(&args.capture, &mut *sink).await
+}
+
+fn telemetry_config(args: &TelemetryArgs, output: RunOutput) -> Result<TelemetryConfig, RunError> {
+    let usage = |m: String| RunError::Usage(m);
+    let prometheus = match args.prometheus_listen.as_str() {
+        "off" | "" => None,
+        a => Some(a.parse().map_err(|e| usage(format!("--prometheus-listen {a}: {e} (want ADDR:PORT or off)")))?),
+    };
+    if !(0.0..=1.0).contains(&args.trace_sample_ratio) {
+        return Err(usage(format!("--trace-sample-ratio {} is not between 0 and 1", args.trace_sample_ratio)));
+    }
+    if args.label_limit == 0 || args.telemetry_queue == 0 {
+        return Err(usage("--label-limit and --telemetry-queue must be at least 1".into()));
+    }
+    let env_on = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let otlp = ((args.otlp || env_on) && !disabled)
+        .then_some(OtlpConfig { sample_ratio: args.trace_sample_ratio, slow_threshold: args.slow_threshold });
+    Ok(TelemetryConfig {
+        prometheus,
+        otlp,
+        label_limit: args.label_limit,
+        queue_capacity: args.telemetry_queue,
+        table_every: (output == RunOutput::Table).then_some(args.table_every),
+    })
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|r| r.trim().to_string()).unwrap_or_default()
 }
 
 pub async fn record(args: RecordArgs) -> Result<(), RunError> {
@@ -126,6 +232,7 @@ async fn capture(args: &CaptureArgs, sink: &mut dyn EventSink) -> Result<(), Run
     for (i, tier) in tiers.iter().enumerate() {
         match start(*tier, args) {
             Ok(source) => {
+                sink.set_tier(tier.name(), *tier == TierArg::PerfEvent);
                 capture = Some(source);
                 break;
             }

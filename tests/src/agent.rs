@@ -29,9 +29,16 @@ impl Agent {
         Agent::spawn(&[&["run", "--output", "jsonl", "--raw-events"], extra].concat(), true)
     }
 
-    /// Starts `strata run --output jsonl <extra>`: request/response records.
+    /// Starts `strata run --output jsonl <extra>`: request/response records (no Prometheus
+    /// endpoint, so tests running side by side do not compete for its port).
     pub fn start_records(extra: &[&str]) -> Agent {
-        Agent::spawn(&[&["run", "--output", "jsonl"], extra].concat(), true)
+        Agent::spawn(&[&["run", "--output", "jsonl", "--prometheus-listen", "off"], extra].concat(), true)
+    }
+
+    /// Starts `strata <args>` with extra environment variables, its standard output discarded:
+    /// for the exporters' tests, which read what strata exports instead.
+    pub fn start_exporting(args: &[&str], env: &[(&str, &str)]) -> Agent {
+        Agent::spawn_with(args, env, false)
     }
 
     /// Starts `strata record --out FILE <extra>`: the events go to a capture file.
@@ -45,9 +52,14 @@ impl Agent {
     }
 
     fn spawn(args: &[&str], keep_output: bool) -> Agent {
+        Agent::spawn_with(args, &[], keep_output)
+    }
+
+    fn spawn_with(args: &[&str], env: &[(&str, &str)], keep_output: bool) -> Agent {
         crate::require_root();
         let mut child = Command::new(crate::strata_bin())
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(if keep_output { Stdio::piped() } else { Stdio::null() })
             .stderr(Stdio::piped())

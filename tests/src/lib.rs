@@ -23,6 +23,53 @@ pub fn strata_bin() -> PathBuf {
     bin
 }
 
+/// The OTLP receiver of the end-to-end tests (tests/otlp-sink), built next to `strata`.
+pub fn otlp_sink_bin() -> PathBuf {
+    let bin = strata_bin().with_file_name("strata-otlp-sink");
+    assert!(bin.is_file(), "{} not found: run the tests with `cargo test --workspace`, which builds it", bin.display());
+    bin
+}
+
+/// A plain HTTP/1.1 GET on loopback: (status code, body). For scraping strata's /metrics and
+/// querying Prometheus's API without another HTTP client.
+pub fn http_get(port: u16, path_and_query: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect :{port}: {e}"));
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    write!(conn, "GET {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { unchunk(body) } else { body.to_string() };
+    (status, body)
+}
+
+fn unchunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Percent-encodes a query parameter value.
+pub fn url_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The gRPC peer of the end-to-end tests (tests/grpc-peer), built next to `strata`.
 pub fn grpc_peer_bin() -> PathBuf {
     let bin = strata_bin().with_file_name("strata-grpc-peer");

@@ -48,7 +48,8 @@ fn wait_for_tcp(addr: &str, child: &mut Child, what: &str) {
 }
 
 /// nginx as one process (master_process off, so the pid that accepts is the pid spawned),
-/// listening on 127.0.0.1 and [::1]. `/` answers a fixed body; `/big` a `body_bytes` one.
+/// listening on 127.0.0.1 and [::1]. Every path answers 200 with a fixed body, except `/missing*`
+/// (404) and `/fail*` (503).
 /// sendfile is off so response bodies go through write/writev and are captured.
 pub fn nginx() -> Server {
     nginx_listening("")
@@ -71,7 +72,8 @@ fn nginx_listening(listen_options: &str) -> Server {
            client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n  fastcgi_temp_path {dir}/fcgi;\n\
            uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
            server {{\n    listen 127.0.0.1:{port}{listen_options};\n    listen [::1]:{port}{listen_options};\n\
-             location / {{ return 200 \"hello from nginx\\n\"; }}\n  }}\n}}\n",
+             location / {{ return 200 \"hello from nginx\\n\"; }}\n\
+             location /missing {{ return 404; }}\n    location /fail {{ return 503; }}\n  }}\n}}\n",
         dir = dir.display()
     );
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
@@ -248,5 +250,53 @@ pub fn kafka_broker() -> Server {
         .spawn()
         .expect("spawn tansu");
     wait_for_tcp(&format!("127.0.0.1:{port}"), &mut child, "tansu");
+    Server { child, port, dir }
+}
+
+/// Debian's Prometheus server scraping `targets` (job `strata`) every second, with `rule_files`
+/// loaded, on 127.0.0.1. Returns once it answers /-/ready.
+pub fn prometheus(targets: &[u16], rule_files: &[PathBuf]) -> Server {
+    let bin = require_tool("prometheus", "prometheus");
+    let dir = scratch_dir("prometheus");
+    let port = crate::free_port();
+    let targets: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
+    let rules: Vec<String> = rule_files.iter().map(|f| format!("'{}'", f.display())).collect();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [{}]\nscrape_configs:\n  - job_name: strata\n    static_configs:\n      - targets: [{}]\n",
+        rules.join(", "),
+        targets.join(", ")
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let mut child = Command::new(bin)
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn prometheus");
+    wait_for_tcp(&format!("127.0.0.1:{port}"), &mut child, "prometheus");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crate::http_get(port, "/-/ready").0 != 200 {
+        assert!(Instant::now() < deadline, "prometheus on :{port} not ready within 30 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Server { child, port, dir }
+}
+
+/// The OTLP/gRPC receiver of tests/otlp-sink on `port` (a fixed one, so a restarted sink takes
+/// the place of a stopped one), appending what it receives to `out`.
+pub fn otlp_sink(port: u16, out: &std::path::Path) -> Server {
+    let dir = scratch_dir("otlp");
+    let mut child = Command::new(crate::otlp_sink_bin())
+        .arg(port.to_string())
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn strata-otlp-sink");
+    wait_for_tcp(&format!("127.0.0.1:{port}"), &mut child, "strata-otlp-sink");
     Server { child, port, dir }
 }

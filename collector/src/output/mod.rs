@@ -60,6 +60,8 @@ impl WallClock {
 pub trait EventSink {
     fn write_event(&mut self, ev: &Event) -> std::io::Result<()>;
     fn flush(&mut self) -> std::io::Result<()>;
+    /// The capture tier now feeding this sink (for the agent's own telemetry).
+    fn set_tier(&mut self, _tier: &str, _degraded: bool) {}
     /// The source ended: write whatever is still held, then flush.
     fn finish(&mut self) -> std::io::Result<()> {
         self.flush()
@@ -77,6 +79,6 @@ pub fn sink(
     match (format, raw_events) {
         (OutputFormat::Text, true) => Box::new(TextLines::new(out, clock)),
         (OutputFormat::Jsonl, true) => Box::new(JsonLines::new(out, clock)),
-        (format, false) => Box::new(RecordLines::new(format, out, clock, Default::default())),
+        (format, false) => Box::new(RecordLines::new(Some(format), out, clock, Default::default())),
     }
 }

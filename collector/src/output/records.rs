@@ -9,13 +9,16 @@ use serde::Serialize;
 use super::{EventSink, OutputFormat, WallClock};
 use crate::pipeline::conntrack::Limits;
 use crate::pipeline::{Pipeline, Record, Stats};
+use crate::telemetry::Telemetry;
 
 pub struct RecordLines {
     pipeline: Pipeline,
     records: Vec<Record>,
     out: BufWriter<Box<dyn Write + Send>>,
-    format: OutputFormat,
+    /// None: records are not printed (the terminal table or the exporters show them).
+    format: Option<OutputFormat>,
     clock: WallClock,
+    telemetry: Option<Telemetry>,
 }
 
 #[derive(Serialize)]
@@ -26,14 +29,26 @@ struct Line<'a> {
 }
 
 impl RecordLines {
-    pub fn new(format: OutputFormat, out: Box<dyn Write + Send>, clock: WallClock, limits: Limits) -> RecordLines {
+    pub fn new(
+        format: Option<OutputFormat>,
+        out: Box<dyn Write + Send>,
+        clock: WallClock,
+        limits: Limits,
+    ) -> RecordLines {
         RecordLines {
             pipeline: Pipeline::new(limits),
             records: vec![],
             out: BufWriter::with_capacity(1 << 16, out),
             format,
             clock,
+            telemetry: None,
         }
+    }
+
+    /// Records also go to telemetry (metrics, spans, logs, the table).
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> RecordLines {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     pub fn stats(&self) -> Stats {
@@ -41,14 +56,20 @@ impl RecordLines {
     }
 
     fn write_records(&mut self) -> std::io::Result<()> {
+        if let Some(t) = &self.telemetry {
+            for r in &self.records {
+                t.offer(r);
+            }
+        }
         for r in self.records.drain(..) {
             match self.format {
-                OutputFormat::Jsonl => {
+                None => {}
+                Some(OutputFormat::Jsonl) => {
                     let time = humantime::format_rfc3339_nanos(self.clock.system_time(r.start_ns)).to_string();
                     serde_json::to_writer(&mut self.out, &Line { time, record: &r })?;
                     self.out.write_all(b"\n")?;
                 }
-                OutputFormat::Text => writeln!(self.out, "{}", text_line(&r, self.clock))?,
+                Some(OutputFormat::Text) => writeln!(self.out, "{}", text_line(&r, self.clock))?,
             }
         }
         Ok(())
@@ -82,6 +103,9 @@ fn text_line(r: &Record, clock: WallClock) -> String {
 
 impl EventSink for RecordLines {
     fn write_event(&mut self, ev: &Event) -> std::io::Result<()> {
+        if let Some(t) = &self.telemetry {
+            count_event(t, ev);
+        }
         self.pipeline.push(ev, &mut self.records);
         if self.records.is_empty() {
             return Ok(());
@@ -90,12 +114,25 @@ impl EventSink for RecordLines {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(t) = &self.telemetry {
+            t.stats().parse_errors.store(self.pipeline.parse_errors(), std::sync::atomic::Ordering::Relaxed);
+        }
         self.out.flush()
+    }
+
+    fn set_tier(&mut self, tier: &str, degraded: bool) {
+        if let Some(t) = &self.telemetry {
+            t.stats().set_tier(tier, degraded);
+        }
     }
 
     fn finish(&mut self) -> std::io::Result<()> {
         self.pipeline.finish(&mut self.records);
         self.write_records()?;
+        if let Some(mut t) = self.telemetry.take() {
+            t.stats().parse_errors.store(self.pipeline.parse_errors(), std::sync::atomic::Ordering::Relaxed);
+            t.finish();
+        }
         let s = self.pipeline.stats();
         log::info!(
             "pipeline: {} events, {} records ({} unanswered, {} orphan responses), {} parse errors, {} lost events reported",
@@ -107,5 +144,15 @@ impl EventSink for RecordLines {
             s.lost_events
         );
         self.out.flush()
+    }
+}
+
+/// The agent's own counters: events in, and events the capture reported lost.
+fn count_event(t: &Telemetry, ev: &Event) {
+    use std::sync::atomic::Ordering::Relaxed;
+    t.stats().events.fetch_add(1, Relaxed);
+    if let probes_core::event::EventKind::Loss(l) = &ev.kind {
+        let source = serde_json::to_value(l.source).ok().and_then(|v| v.as_str().map(str::to_string));
+        t.stats().add_lost(source.as_deref().unwrap_or("unknown"), l.count);
     }
 }

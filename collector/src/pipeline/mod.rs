@@ -62,6 +62,11 @@ impl Pipeline {
         s
     }
 
+    /// Chunks a parser rejected so far (cheaper than [`Pipeline::stats`]).
+    pub fn parse_errors(&self) -> u64 {
+        self.stats.parse_errors
+    }
+
     pub fn connections(&self) -> usize {
         self.conns.len()
     }

@@ -1,0 +1,201 @@
+//! From records to what operators consume: RED metrics and the service graph (Prometheus and
+//! OTLP), spans and logs (OTLP), and the terminal table. The capture thread hands records over
+//! through a bounded queue (a full queue drops and counts, it never blocks the capture); one
+//! telemetry thread converges labels and feeds every exporter.
+
+pub mod agent_stats;
+pub mod converge;
+pub mod histogram;
+pub mod otlp;
+pub mod prometheus;
+pub mod semconv;
+pub mod store;
+pub mod table;
+pub mod trace_context;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::output::WallClock;
+use crate::pipeline::Record;
+use agent_stats::AgentStats;
+use otlp::{Otlp, OtlpConfig};
+use semconv::Converger;
+use store::MetricStore;
+use table::Table;
+
+#[derive(Clone, Debug)]
+pub struct TelemetryConfig {
+    /// Where to serve Prometheus scrapes (None: no endpoint).
+    pub prometheus: Option<SocketAddr>,
+    /// OTLP export (configured by the OTEL_* variables), None: off.
+    pub otlp: Option<OtlpConfig>,
+    /// Distinct values per label before new ones fold into `*`.
+    pub label_limit: usize,
+    /// Records waiting for the telemetry thread; beyond, new ones are dropped and counted.
+    pub queue_capacity: usize,
+    /// Refresh the terminal table this often (None: no table).
+    pub table_every: Option<Duration>,
+}
+
+impl TelemetryConfig {
+    pub fn is_off(&self) -> bool {
+        self.prometheus.is_none() && self.otlp.is_none() && self.table_every.is_none()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("serving Prometheus metrics on {addr}: {error} (choose another with --prometheus-listen, or `off`)")]
+    Prometheus { addr: SocketAddr, error: std::io::Error },
+    #[error(transparent)]
+    Otlp(#[from] otlp::OtlpError),
+    #[error("starting the telemetry thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The capture side's handle: offers records, then finishes (flushing every exporter).
+pub struct Telemetry {
+    queue: Option<SyncSender<Record>>,
+    stats: Arc<AgentStats>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// How often the telemetry thread wakes when idle (table, flushes, folded counts).
+const TICK: Duration = Duration::from_millis(200);
+
+impl Telemetry {
+    pub fn start(
+        config: TelemetryConfig,
+        stats: Arc<AgentStats>,
+        clock: WallClock,
+        table_out: Box<dyn std::io::Write + Send>,
+        table_clear: bool,
+    ) -> Result<Telemetry, TelemetryError> {
+        let store = Arc::new(Mutex::new(MetricStore::default()));
+        if let Some(addr) = config.prometheus {
+            let bound = prometheus::serve(addr, store.clone(), stats.clone())
+                .map_err(|error| TelemetryError::Prometheus { addr, error })?;
+            log::info!("Prometheus metrics at http://{bound}/metrics");
+        }
+        let otlp = match config.otlp.clone() {
+            Some(c) => {
+                let o = Otlp::start(c, clock, stats.clone())?;
+                log::info!("exporting over OTLP (endpoint and protocol from the OTEL_* variables)");
+                Some(o)
+            }
+            None => None,
+        };
+        let table = config.table_every.map(|every| Table::new(table_out, every, table_clear));
+        stats.queue_capacity.store(config.queue_capacity as u64, Relaxed);
+        let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
+        let worker = Worker { converger: Converger::new(config.label_limit), store, otlp, table, stats: stats.clone() };
+        let thread = std::thread::Builder::new()
+            .name("strata-telemetry".into())
+            .spawn(move || worker.run(rx))
+            .map_err(TelemetryError::Thread)?;
+        Ok(Telemetry { queue: Some(tx), stats, thread: Some(thread) })
+    }
+
+    /// Hands a record over; when the queue is full it is dropped and counted.
+    pub fn offer(&self, r: &Record) {
+        let Some(q) = &self.queue else { return };
+        self.stats.add_records(r.protocol, 1);
+        match q.try_send(r.clone()) {
+            Ok(()) => {
+                self.stats.queue_depth.fetch_add(1, Relaxed);
+            }
+            Err(TrySendError::Full(_)) => self.stats.add_dropped("telemetry", 1),
+            Err(TrySendError::Disconnected(_)) => self.stats.add_dropped("telemetry", 1),
+        }
+    }
+
+    pub fn stats(&self) -> &Arc<AgentStats> {
+        &self.stats
+    }
+
+    /// Lets the thread drain the queue and flush every exporter, then waits for it.
+    pub fn finish(&mut self) {
+        self.queue = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+struct Worker {
+    converger: Converger,
+    store: Arc<Mutex<MetricStore>>,
+    otlp: Option<Otlp>,
+    table: Option<Table>,
+    stats: Arc<AgentStats>,
+}
+
+impl Worker {
+    fn run(mut self, rx: mpsc::Receiver<Record>) {
+        let mut last_flush = Instant::now();
+        loop {
+            match rx.recv_timeout(TICK) {
+                Ok(r) => {
+                    self.stats.queue_depth.fetch_sub(1, Relaxed);
+                    self.handle(&r);
+                    // Take whatever else is waiting under one store lock.
+                    let mut more = vec![];
+                    while more.len() < 1024 {
+                        match rx.try_recv() {
+                            Ok(r) => more.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    self.stats.queue_depth.fetch_sub(more.len() as u64, Relaxed);
+                    for r in &more {
+                        self.handle(r);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.stats.set_folded(self.converger.limiter().folded());
+            if let Some(t) = self.table.as_mut() {
+                if let Err(e) = t.tick() {
+                    log::warn!("writing the table: {e}");
+                    self.table = None;
+                }
+            }
+            if last_flush.elapsed() >= otlp::FLUSH_EVERY {
+                if let Some(o) = self.otlp.as_mut() {
+                    o.flush();
+                }
+                last_flush = Instant::now();
+            }
+        }
+        self.stats.set_folded(self.converger.limiter().folded());
+        if let Some(o) = self.otlp.take() {
+            o.shutdown();
+        }
+    }
+
+    fn handle(&mut self, r: &Record) {
+        let Some(o) = self.converger.observe(r) else { return };
+        self.store.lock().unwrap_or_else(|e| e.into_inner()).observe(&o);
+        if let Some(t) = self.table.as_mut() {
+            t.observe(&o);
+        }
+        if let Some(x) = self.otlp.as_mut() {
+            x.record(r, &o);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

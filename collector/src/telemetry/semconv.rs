@@ -1,0 +1,266 @@
+//! What a record becomes as a metric: the OpenTelemetry semantic-convention instrument for its
+//! protocol and role, and its attributes after convergence (templated paths, obfuscated SQL, at
+//! most `limit` values per label). docs/metrics.md lists the result.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use super::converge::{obfuscate_sql, template_path, LabelLimiter, OVERFLOW};
+use crate::pipeline::Record;
+
+/// A duration instrument: its OpenTelemetry name (unit seconds) and its Prometheus name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Instrument {
+    pub otel: &'static str,
+    pub prometheus: &'static str,
+    pub description: &'static str,
+}
+
+macro_rules! instrument {
+    ($otel:literal, $prom:literal, $desc:literal) => {
+        Instrument { otel: $otel, prometheus: $prom, description: $desc }
+    };
+}
+
+pub const HTTP_SERVER: Instrument = instrument!(
+    "http.server.request.duration",
+    "http_server_request_duration_seconds",
+    "Duration of HTTP server requests, as the server's process saw them"
+);
+pub const HTTP_CLIENT: Instrument = instrument!(
+    "http.client.request.duration",
+    "http_client_request_duration_seconds",
+    "Duration of HTTP client requests, as the client's process saw them"
+);
+pub const RPC_SERVER: Instrument =
+    instrument!("rpc.server.duration", "rpc_server_duration_seconds", "Duration of gRPC calls served");
+pub const RPC_CLIENT: Instrument =
+    instrument!("rpc.client.duration", "rpc_client_duration_seconds", "Duration of gRPC calls made");
+pub const DB_CLIENT: Instrument = instrument!(
+    "db.client.operation.duration",
+    "db_client_operation_duration_seconds",
+    "Duration of database operations (Redis, MySQL, PostgreSQL) seen from the client"
+);
+pub const DB_SERVER: Instrument = instrument!(
+    "db.server.operation.duration",
+    "db_server_operation_duration_seconds",
+    "Duration of database operations seen from the database server's process"
+);
+pub const MESSAGING_CLIENT: Instrument = instrument!(
+    "messaging.client.operation.duration",
+    "messaging_client_operation_duration_seconds",
+    "Duration of Kafka requests seen from the client"
+);
+pub const MESSAGING_SERVER: Instrument = instrument!(
+    "messaging.server.operation.duration",
+    "messaging_server_operation_duration_seconds",
+    "Duration of Kafka requests seen from the broker's process"
+);
+pub const DNS_CLIENT: Instrument =
+    instrument!("dns.lookup.duration", "dns_lookup_duration_seconds", "Duration of DNS queries seen from the client");
+pub const DNS_SERVER: Instrument = instrument!(
+    "dns.server.request.duration",
+    "dns_server_request_duration_seconds",
+    "Duration of DNS queries seen from the DNS server's process"
+);
+
+/// One record as a measurement: which instrument, with which (converged) attributes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    pub instrument: Instrument,
+    /// "client" or "server": whose process saw it.
+    pub role: &'static str,
+    pub attributes: Vec<(&'static str, String)>,
+    pub seconds: f64,
+    pub error: bool,
+    /// A short name for the operation (`GET /users/{id}`, `SELECT`, `Produce orders`): span
+    /// names and the terminal table.
+    pub operation: String,
+    /// The service-graph edge this counts on: None for a server's record of a call whose client
+    /// runs on this node (the client's record counts it).
+    pub edge: Option<Edge>,
+}
+
+/// A service-graph edge: who called whom.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Edge {
+    pub client: String,
+    pub server: String,
+    pub connection_type: &'static str,
+    /// Which side's process observed the call (its latency is the client's or the server's).
+    pub observed_by_client: bool,
+}
+
+/// Learns which process serves which address, so a client's peer gets a name.
+pub struct Converger {
+    limiter: LabelLimiter,
+    /// Listening address → the serving process, from server-side records.
+    servers: HashMap<SocketAddr, String>,
+    /// Addresses of this node's clients, from client-side records: a server-side record from one
+    /// of them is the same call already counted on the client's side.
+    local_clients: HashSet<IpAddr>,
+}
+
+/// Bounds on what the converger learns (it sees every record for the agent's lifetime).
+const MAX_SERVERS: usize = 4096;
+const MAX_CLIENT_IPS: usize = 4096;
+
+impl Converger {
+    pub fn new(label_limit: usize) -> Converger {
+        Converger { limiter: LabelLimiter::new(label_limit), servers: HashMap::new(), local_clients: HashSet::new() }
+    }
+
+    pub fn limiter(&self) -> &LabelLimiter {
+        &self.limiter
+    }
+
+    /// The name a peer goes by: the local process serving that address, else the address.
+    fn peer_name(&self, r: &Record) -> String {
+        match r.endpoint.role {
+            "client" => self.servers.get(&r.endpoint.remote).cloned().unwrap_or_else(|| r.endpoint.remote.to_string()),
+            // A client's port changes with every connection: only its address says who it is.
+            _ => r.endpoint.remote.ip().to_string(),
+        }
+    }
+
+    fn learn(&mut self, r: &Record) {
+        match r.endpoint.role {
+            "server" if self.servers.len() < MAX_SERVERS || self.servers.contains_key(&r.endpoint.local) => {
+                self.servers.insert(r.endpoint.local, r.endpoint.comm.clone());
+            }
+            "client" if self.local_clients.len() < MAX_CLIENT_IPS => {
+                self.local_clients.insert(r.endpoint.local.ip());
+            }
+            _ => {}
+        }
+    }
+
+    /// The record as a measurement; None when it has no duration (no response came) or no role.
+    pub fn observe(&mut self, r: &Record) -> Option<Observation> {
+        self.learn(r);
+        let latency = r.latency_ns?;
+        let server = match r.endpoint.role {
+            "server" => true,
+            "client" => false,
+            _ => return None,
+        };
+        let peer = self.peer_name(r);
+        let target = r.target.as_deref().unwrap_or("");
+        let op = r.operation.as_deref().unwrap_or("");
+        let status = r.status.as_deref().unwrap_or("");
+        let mut attrs: Vec<(&'static str, String)> = vec![
+            ("service.name", r.endpoint.comm.clone()),
+            ("peer.service", peer.clone()),
+            ("network.protocol.name", r.protocol.to_string()),
+        ];
+        let (instrument, error, error_type, class, operation, connection_type);
+        match r.protocol {
+            "http" | "http2" => {
+                let code: u16 = status.parse().unwrap_or(0);
+                instrument = if server { HTTP_SERVER } else { HTTP_CLIENT };
+                // Semantic conventions: 5xx is a server's error; a client also counts 4xx. A
+                // response whose status was not captured is not called an error.
+                error = code >= 500 || (!server && code >= 400);
+                error_type = error.then(|| code.to_string());
+                class = if code == 0 { "none".to_string() } else { format!("{}xx", code / 100) };
+                let route = template_path(target);
+                operation = format!("{op} {route}");
+                attrs.push(("http.request.method", op.to_string()));
+                attrs.push(("http.route", route));
+                connection_type = "";
+            }
+            "grpc" => {
+                instrument = if server { RPC_SERVER } else { RPC_CLIENT };
+                error = status != "0";
+                error_type = error.then(|| if status.is_empty() { "no_status".into() } else { status.to_string() });
+                class = ok_or_error(error);
+                operation = target.to_string();
+                attrs.push(("rpc.system", "grpc".into()));
+                attrs.push(("rpc.method", target.to_string()));
+                connection_type = "";
+            }
+            "redis" | "mysql" | "postgres" => {
+                instrument = if server { DB_SERVER } else { DB_CLIENT };
+                error = status != "OK";
+                error_type = error.then(|| first_word(r.error.as_deref().unwrap_or(status)));
+                class = ok_or_error(error);
+                let system = if r.protocol == "postgres" { "postgresql" } else { r.protocol };
+                attrs.push(("db.system.name", system.into()));
+                attrs.push(("db.operation.name", op.to_string()));
+                if r.protocol == "redis" {
+                    // A Redis target is a key: never a label.
+                    operation = op.to_string();
+                } else {
+                    let query = obfuscate_sql(target);
+                    operation = query.clone();
+                    attrs.push(("db.query.text", query));
+                }
+                connection_type = "database";
+            }
+            "kafka" => {
+                instrument = if server { MESSAGING_SERVER } else { MESSAGING_CLIENT };
+                error = status != "OK";
+                error_type = error.then(|| first_word(r.error.as_deref().unwrap_or(status)));
+                class = ok_or_error(error);
+                operation = if target.is_empty() { op.to_string() } else { format!("{op} {target}") };
+                attrs.push(("messaging.system", "kafka".into()));
+                attrs.push(("messaging.operation.name", op.to_string()));
+                attrs.push(("messaging.destination.name", target.to_string()));
+                connection_type = "messaging_system";
+            }
+            "dns" => {
+                instrument = if server { DNS_SERVER } else { DNS_CLIENT };
+                error = status != "NOERROR";
+                error_type = error.then(|| if status.is_empty() { "no_status".into() } else { status.to_string() });
+                class = ok_or_error(error);
+                operation = format!("{op} {target}");
+                attrs.push(("dns.question.name", target.to_string()));
+                attrs.push(("dns.question.type", op.to_string()));
+                connection_type = "";
+            }
+            _ => return None,
+        }
+        attrs.push(("status.class", class));
+        if let Some(e) = error_type {
+            attrs.push(("error.type", e));
+        }
+        for (k, v) in attrs.iter_mut() {
+            if self.limiter.admit(k, v) == OVERFLOW {
+                *v = OVERFLOW.to_string();
+            }
+        }
+        let service = attrs[0].1.clone();
+        let peer_label = attrs[1].1.clone();
+        let edge = if !server {
+            Some(Edge { client: service, server: peer_label, connection_type, observed_by_client: true })
+        } else if r.endpoint.remote.ip().is_loopback() || self.local_clients.contains(&r.endpoint.remote.ip()) {
+            None
+        } else {
+            Some(Edge { client: peer_label, server: service, connection_type, observed_by_client: false })
+        };
+        Some(Observation {
+            instrument,
+            role: r.endpoint.role,
+            attributes: attrs,
+            seconds: latency as f64 / 1e9,
+            error,
+            operation,
+            edge,
+        })
+    }
+}
+
+fn ok_or_error(error: bool) -> String {
+    if error { "error" } else { "ok" }.to_string()
+}
+
+/// An error's code: `1146 (42S02) Table ...` → `1146`, `SQLSTATE 42P01 ...` → `42P01`,
+/// `WRONGTYPE Operation ...` → `WRONGTYPE`.
+fn first_word(error: &str) -> String {
+    let mut words = error.split_whitespace();
+    match words.next() {
+        Some("SQLSTATE") => words.next().unwrap_or("SQLSTATE").to_string(),
+        Some(w) => w.chars().take(32).collect(),
+        None => "error".to_string(),
+    }
+}
