@@ -392,6 +392,38 @@ fn an_otlp_receiver_gets_metrics_spans_and_logs_and_export_resumes_after_it_rest
 }
 
 #[test]
+fn otlp_over_http_protobuf_delivers_metrics_spans_and_logs() {
+    let _serial = serial();
+    let nginx = servers::nginx();
+    let sink_port = free_port();
+    let scratch = std::env::temp_dir().join(format!("strata-otlp-http-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let file = scratch.join("http.jsonl");
+    let _sink = servers::otlp_sink(sink_port, &file);
+    let endpoint = format!("http://127.0.0.1:{sink_port}");
+    // No --otlp: the endpoint variable alone turns OTLP on. The protocol is the specification's
+    // default (http/protobuf), named anyway for clarity.
+    let _agent = agent(
+        free_port(),
+        &["--trace-sample-ratio", "1"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
+        ],
+    );
+    curl(&[format!("http://127.0.0.1:{}/missing/7", nginx.port)], None, &[]);
+    eventually("spans, metrics and logs arrive over OTLP/HTTP", Duration::from_secs(30), || {
+        spans(&file).iter().any(|s| s["name"] == "GET /missing/{id}" && s["kind"] == 3)
+            && metric_points(&file, "http.client.request.duration")
+                .iter()
+                .any(|p| attr(&p["attributes"], "error.type").as_deref() == Some("404"))
+            && log_records(&file).iter().any(|l| attr(&l["attributes"], "url.path").as_deref() == Some("/missing/7"))
+    });
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+#[test]
 fn the_alert_rules_pass_promtool() {
     let promtool = require_tool("promtool", "prometheus");
     let dir = repo().join("deploy/prometheus");

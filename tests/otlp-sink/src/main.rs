@@ -1,12 +1,27 @@
-//! An OTLP/gRPC receiver for strata's end-to-end tests: the three OpenTelemetry collector services
-//! (traces, metrics, logs) of `opentelemetry-proto`, over h2c.
+//! An OTLP receiver for strata's end-to-end tests: the three OpenTelemetry collector services
+//! (traces, metrics, logs) of `opentelemetry-proto`, over OTLP/gRPC (h2c) and OTLP/HTTP with
+//! protobuf bodies, both on the one port.
 //!
 //! ```text
 //! strata-otlp-sink <port> <out-file>   # prints "listening on 127.0.0.1:<port>" once bound, runs until killed
 //! ```
 //!
+//! A connection opening with the HTTP/2 preface is served as HTTP/2 (h2c with prior knowledge, as
+//! OTLP/gRPC clients connect), any other as HTTP/1.1 (as OTLP/HTTP clients do). Requests are routed
+//! by path: `/opentelemetry.proto.collector.{trace,metrics,logs}.v1.{Trace,Metrics,Logs}Service/Export`
+//! are the gRPC methods, and OTLP/HTTP is:
+//!
+//! ```text
+//! POST /v1/traces    Content-Type: application/x-protobuf   body: ExportTraceServiceRequest
+//! POST /v1/metrics   Content-Type: application/x-protobuf   body: ExportMetricsServiceRequest
+//! POST /v1/logs      Content-Type: application/x-protobuf   body: ExportLogsServiceRequest
+//!   -> 200 OK, Content-Type: application/x-protobuf, body: the (empty) Export*ServiceResponse
+//! another path: 404; another method: 405; another Content-Type (OTLP/JSON) or a Content-Encoding
+//! (gzip, ...): 415; a body that does not decode: 400. All with a text/plain message, nothing written.
+//! ```
+//!
 //! Every export request is answered with a default (success) response and appended to `<out-file>`
-//! as one line, written and flushed at once:
+//! as one line, written and flushed at once, the same whichever way it came:
 //!
 //! ```text
 //! {"signal":"traces"|"metrics"|"logs","request":<Export{Trace,Metrics,Logs}ServiceRequest>}
@@ -58,6 +73,11 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+use http::{header, Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
@@ -66,14 +86,16 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use prost::Message;
 use tonic::body::Body;
 use tonic::server::NamedService;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 use tower::Service;
 
 const USAGE: &str = "usage: strata-otlp-sink <port> <out-file>";
+
+/// The OTLP/HTTP protobuf content type, of requests and responses.
+const PROTOBUF: &str = "application/x-protobuf";
 
 /// One output line (without the newline): `{"signal":"<signal>","request":<request JSON>}`.
 ///
@@ -92,13 +114,17 @@ impl Sink {
     /// Appends one line for a received export request; the whole line goes out in one write.
     fn record(&self, signal: &str, request_json: serde_json::Result<String>) -> Result<(), Status> {
         let request_json = request_json.map_err(|e| Status::internal(format!("serialize {signal}: {e}")))?;
-        let mut line = json_line(signal, &request_json);
+        self.append(signal, json_line(signal, &request_json)).map_err(Status::internal)
+    }
+
+    /// Appends `line` and a newline in one write, flushed; the error is also printed.
+    fn append(&self, signal: &str, mut line: String) -> Result<(), String> {
         line.push('\n');
         // A poisoned lock only means another export panicked mid-write; the file is still usable.
         let mut out = self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         out.write_all(line.as_bytes()).and_then(|()| out.flush()).map_err(|e| {
             eprintln!("write {signal}: {e}");
-            Status::internal(format!("write {signal}: {e}"))
+            format!("write {signal}: {e}")
         })
     }
 }
@@ -141,6 +167,125 @@ fn in_service(path: &str, service: &str) -> bool {
     path.strip_prefix('/').and_then(|p| p.strip_prefix(service)).is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// An OTLP/HTTP export request, decoded: what to record and what to answer.
+#[derive(Debug)]
+struct HttpExport {
+    signal: &'static str,
+    /// The output line, as gRPC export writes it (without the newline).
+    line: String,
+    /// The encoded Export*ServiceResponse (empty: every field at its default).
+    response: Vec<u8>,
+}
+
+fn not_found(path: &str) -> (StatusCode, String) {
+    (StatusCode::NOT_FOUND, format!("no OTLP/HTTP endpoint {path}: /v1/traces, /v1/metrics, /v1/logs\n"))
+}
+
+/// Decodes the protobuf body of an OTLP/HTTP export to `path`, `/v1/{traces,metrics,logs}`.
+/// An unknown path is a 404, a body that does not decode a 400, with a message.
+fn http_export(path: &str, body: &[u8]) -> Result<HttpExport, (StatusCode, String)> {
+    let bad =
+        |signal: &str, e: prost::DecodeError| (StatusCode::BAD_REQUEST, format!("decode {signal} request: {e}\n"));
+    let (signal, request_json, response) = match path {
+        "/v1/traces" => {
+            let request = ExportTraceServiceRequest::decode(body).map_err(|e| bad("traces", e))?;
+            ("traces", serde_json::to_string(&request), ExportTraceServiceResponse::default().encode_to_vec())
+        }
+        "/v1/metrics" => {
+            let request = ExportMetricsServiceRequest::decode(body).map_err(|e| bad("metrics", e))?;
+            ("metrics", serde_json::to_string(&request), ExportMetricsServiceResponse::default().encode_to_vec())
+        }
+        "/v1/logs" => {
+            let request = ExportLogsServiceRequest::decode(body).map_err(|e| bad("logs", e))?;
+            ("logs", serde_json::to_string(&request), ExportLogsServiceResponse::default().encode_to_vec())
+        }
+        _ => return Err(not_found(path)),
+    };
+    let request_json =
+        request_json.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("serialize {signal} request: {e}\n")))?;
+    Ok(HttpExport { signal, line: json_line(signal, &request_json), response })
+}
+
+/// A response with `body`, of `content_type`.
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> http::Response<Body> {
+    let mut response = http::Response::new(Body::new(Full::new(body.into())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    response
+}
+
+/// Serves one OTLP/HTTP request (any request that is not a gRPC call).
+async fn serve_http(sink: &Sink, request: http::Request<Incoming>) -> http::Response<Body> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let header = |name| parts.headers.get(name).and_then(|value: &header::HeaderValue| value.to_str().ok());
+    let fail = |(status, message): (StatusCode, String)| respond(status, "text/plain; charset=utf-8", message);
+    // The path first: a 404 tells more than a 405 or 415 for a wrong endpoint.
+    if !matches!(path, "/v1/traces" | "/v1/metrics" | "/v1/logs") {
+        return fail(not_found(path));
+    }
+    if parts.method != Method::POST {
+        let mut response = fail((StatusCode::METHOD_NOT_ALLOWED, format!("{path} takes POST, not {}\n", parts.method)));
+        response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return response;
+    }
+    // Parameters (`; charset=...`) aside, only protobuf: no OTLP/JSON.
+    let content_type = header(header::CONTENT_TYPE).unwrap_or("");
+    if content_type.split(';').next().unwrap_or("").trim() != PROTOBUF {
+        let message = format!("{path} takes Content-Type: {PROTOBUF}, not {content_type:?}\n");
+        return fail((StatusCode::UNSUPPORTED_MEDIA_TYPE, message));
+    }
+    // strata's exporter sends no Content-Encoding (it has no gzip-http feature): none is decoded.
+    if let Some(encoding) = header(header::CONTENT_ENCODING).filter(|e| !e.eq_ignore_ascii_case("identity")) {
+        let message = format!("{path}: Content-Encoding {encoding:?} is not supported, only uncompressed bodies\n");
+        return fail((StatusCode::UNSUPPORTED_MEDIA_TYPE, message));
+    }
+    let body = match body.collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) => return fail((StatusCode::BAD_REQUEST, format!("read {path} body: {e}\n"))),
+    };
+    let export = match http_export(path, &body) {
+        Ok(export) => export,
+        Err(error) => return fail(error),
+    };
+    match sink.append(export.signal, export.line) {
+        Ok(()) => respond(StatusCode::OK, PROTOBUF, export.response),
+        Err(message) => fail((StatusCode::INTERNAL_SERVER_ERROR, message + "\n")),
+    }
+}
+
+/// Routes every request of every connection: gRPC calls by service name to the generated servers,
+/// the rest to OTLP/HTTP.
+struct Routes {
+    sink: Arc<Sink>,
+    traces: TraceServiceServer<Sink>,
+    metrics: MetricsServiceServer<Sink>,
+    logs: LogsServiceServer<Sink>,
+}
+
+impl Routes {
+    // Without tonic's `router` feature (axum) there is no add_service: requests are routed here by
+    // service name, and each generated server dispatches on the method and answers like tonic does.
+    async fn serve(&self, request: http::Request<Incoming>) -> Result<http::Response<Body>, Infallible> {
+        let path = request.uri().path();
+        if in_service(path, TraceServiceServer::<Sink>::NAME) {
+            self.traces.clone().call(request.map(Body::new)).await
+        } else if in_service(path, MetricsServiceServer::<Sink>::NAME) {
+            self.metrics.clone().call(request.map(Body::new)).await
+        } else if in_service(path, LogsServiceServer::<Sink>::NAME) {
+            self.logs.clone().call(request.map(Body::new)).await
+        } else if request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"))
+        {
+            Ok(Status::unimplemented(format!("unknown service {path}")).into_http())
+        } else {
+            Ok(serve_http(&self.sink, request).await)
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -174,34 +319,38 @@ async fn main() -> ExitCode {
     };
 
     let sink = Arc::new(Sink { out: Mutex::new(out) });
-    let traces = TraceServiceServer::from_arc(Arc::clone(&sink));
-    let metrics = MetricsServiceServer::from_arc(Arc::clone(&sink));
-    let logs = LogsServiceServer::from_arc(sink);
-    // Without tonic's `router` feature (axum) there is no add_service: requests are routed here by
-    // service name, and each generated server dispatches on the method and answers like tonic does.
-    let route = tower::service_fn(move |req: http::Request<Body>| {
-        let path = req.uri().path();
-        if in_service(path, TraceServiceServer::<Sink>::NAME) {
-            traces.clone().call(req)
-        } else if in_service(path, MetricsServiceServer::<Sink>::NAME) {
-            metrics.clone().call(req)
-        } else if in_service(path, LogsServiceServer::<Sink>::NAME) {
-            logs.clone().call(req)
-        } else {
-            let response = Status::unimplemented(format!("unknown service {path}")).into_http();
-            Box::pin(async move { Ok::<_, Infallible>(response) })
-        }
+    let routes = Arc::new(Routes {
+        traces: TraceServiceServer::from_arc(Arc::clone(&sink)),
+        metrics: MetricsServiceServer::from_arc(Arc::clone(&sink)),
+        logs: LogsServiceServer::from_arc(Arc::clone(&sink)),
+        sink,
     });
 
     println!("listening on 127.0.0.1:{port}");
     let _ = std::io::stdout().flush();
-    // tonic's server speaks HTTP/2 only, without TLS: h2c with prior knowledge, as OTLP/gRPC does.
-    match Server::builder().serve_with_incoming(route, TcpIncoming::from(listener)).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("serve: {e}");
-            ExitCode::FAILURE
-        }
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                eprintln!("accept: {e}");
+                continue;
+            }
+        };
+        // Exports are small and answered at once: no Nagle delay (tonic's server sets this too).
+        let _ = stream.set_nodelay(true);
+        let routes = Arc::clone(&routes);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let routes = Arc::clone(&routes);
+                async move { routes.serve(request).await }
+            });
+            // The auto builder reads the first bytes: the HTTP/2 preface (gRPC, h2c with prior
+            // knowledge) or else HTTP/1.1 (OTLP/HTTP).
+            let builder = auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+                eprintln!("connection from {peer}: {e}");
+            }
+        });
     }
 }
 
@@ -398,5 +547,50 @@ mod tests {
         assert_eq!(record["attributes"][7], json!({"key": "absent", "value": null}));
         assert_eq!(record["traceId"], "11111111111111111111111111111111");
         assert_eq!(record["spanId"], "2222222222222222");
+    }
+
+    #[test]
+    fn http_export_decodes_by_path() {
+        let span =
+            Span { trace_id: vec![0x11; 16], span_id: vec![0x22; 8], name: "GET /".into(), ..Default::default() };
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: resource(),
+                scope_spans: vec![ScopeSpans { scope: scope(), spans: vec![span], ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        let export = http_export("/v1/traces", &request.encode_to_vec()).unwrap();
+        assert_eq!(export.signal, "traces");
+        // The same line as a gRPC export of the request writes.
+        assert_eq!(export.line, json_line("traces", &serde_json::to_string(&request).unwrap()));
+        let line: serde_json::Value = serde_json::from_str(&export.line).unwrap();
+        assert_eq!(line["request"]["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["spanId"], "2222222222222222");
+        // Every field of a success response is at its default: it encodes to nothing.
+        assert!(export.response.is_empty());
+
+        // An empty body is an empty request, of the signal the path names.
+        let export = http_export("/v1/metrics", &[]).unwrap();
+        assert_eq!(
+            (export.signal, export.line.as_str()),
+            ("metrics", r#"{"signal":"metrics","request":{"resourceMetrics":[]}}"#)
+        );
+        let export = http_export("/v1/logs", &[]).unwrap();
+        assert_eq!(
+            (export.signal, export.line.as_str()),
+            ("logs", r#"{"signal":"logs","request":{"resourceLogs":[]}}"#)
+        );
+
+        // Field 1 (resourceSpans), length-delimited, 5 bytes long, but only 2 follow.
+        let (status, message) = http_export("/v1/traces", b"\x0a\x05ab").unwrap_err();
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(message.starts_with("decode traces request: "), "{message}");
+        let (status, message) = http_export("/v1/profiles", &[]).unwrap_err();
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(message.contains("/v1/profiles"), "{message}");
+        assert_eq!(
+            http_export("/opentelemetry.proto.collector.trace.v1.TraceService/Export", &[]).unwrap_err().0,
+            StatusCode::NOT_FOUND
+        );
     }
 }
