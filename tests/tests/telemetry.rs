@@ -140,7 +140,7 @@ fn prometheus_scrapes_the_request_rate_and_p99_of_live_traffic() {
         end,
     );
     let slowest = times.iter().cloned().fold(0.0, f64::max);
-    let bound = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 10.0]
+    let bound = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 10.0]
         .into_iter()
         .find(|b| *b >= slowest)
         .unwrap();

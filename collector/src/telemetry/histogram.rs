@@ -1,10 +1,12 @@
 //! Fixed-bucket latency histograms for the Prometheus exposition (cumulative `le` buckets). OTLP
 //! gets exponential histograms from the OpenTelemetry SDK instead.
 
-/// Bucket upper bounds in seconds: 0.5 ms to 10 s, the OpenTelemetry HTTP duration advice
+/// Bucket upper bounds in seconds: 100 µs to 10 s, the OpenTelemetry HTTP duration advice
 /// extended below 5 ms, where loopback and in-cluster calls live.
-pub const BOUNDS: [f64; 17] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+pub const BOUNDS: [f64; 19] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
+    10.0,
+];
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Histogram {
@@ -79,8 +81,9 @@ mod tests {
             h.observe(s);
         }
         let c: Vec<(f64, u64)> = h.cumulative().collect();
-        assert_eq!(c[0], (0.0005, 2), "le is inclusive");
-        assert_eq!(c[3], (0.005, 3));
+        assert_eq!(c[0], (0.0001, 1));
+        assert_eq!(c[2], (0.0005, 2), "le is inclusive");
+        assert_eq!(c[5], (0.005, 3));
         assert_eq!(*c.last().unwrap(), (f64::INFINITY, 4));
         assert_eq!(h.count(), 4);
         assert!((h.sum() - 20.0036).abs() < 1e-9);

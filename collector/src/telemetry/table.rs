@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use super::histogram::Histogram;
 use super::semconv::Observation;
 
 /// Rows shown per refresh.
@@ -21,10 +20,48 @@ struct Key {
     operation: String,
 }
 
+/// Latencies kept per operation and interval for the quantiles: a uniform sample (reservoir) of
+/// them, so p50 and p99 are read from real values rather than interpolated in wide buckets.
+const SAMPLE: usize = 1024;
+
 #[derive(Default)]
 struct Window {
-    latency: Histogram,
+    count: u64,
     errors: u64,
+    sample: Vec<f64>,
+}
+
+impl Window {
+    fn observe(&mut self, seconds: f64, error: bool, rng: &mut u64) {
+        self.count += 1;
+        self.errors += u64::from(error);
+        if self.sample.len() < SAMPLE {
+            self.sample.push(seconds);
+        } else {
+            // Algorithm R: the n-th value replaces a random slot with probability SAMPLE/n.
+            let slot = (xorshift(rng) % self.count) as usize;
+            if slot < SAMPLE {
+                self.sample[slot] = seconds;
+            }
+        }
+    }
+
+    /// Nearest-rank quantile of the sample.
+    fn quantile(&self, q: f64) -> Option<f64> {
+        let mut s = self.sample.clone();
+        s.sort_by(f64::total_cmp);
+        let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len().max(1));
+        s.get(rank - 1).copied()
+    }
+}
+
+fn xorshift(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    x
 }
 
 pub struct Table {
@@ -35,11 +72,20 @@ pub struct Table {
     other: Window,
     /// ANSI clear-screen between refreshes (only on a terminal).
     clear: bool,
+    rng: u64,
 }
 
 impl Table {
     pub fn new(out: Box<dyn Write + Send>, every: Duration, clear: bool) -> Table {
-        Table { out, every, since: Instant::now(), window: HashMap::new(), other: Window::default(), clear }
+        Table {
+            out,
+            every,
+            since: Instant::now(),
+            window: HashMap::new(),
+            other: Window::default(),
+            clear,
+            rng: 0x9E37_79B9_7F4A_7C15,
+        }
     }
 
     pub fn observe(&mut self, o: &Observation) {
@@ -55,8 +101,7 @@ impl Table {
         } else {
             &mut self.other
         };
-        w.latency.observe(o.seconds);
-        w.errors += u64::from(o.error);
+        w.observe(o.seconds, o.error, &mut self.rng);
     }
 
     /// Prints the table when the interval is over; returns whether it did.
@@ -79,9 +124,7 @@ impl Table {
 
     fn render(&self, seconds: f64) -> String {
         let mut rows: Vec<(&Key, &Window)> = self.window.iter().collect();
-        rows.sort_by(|a, b| {
-            b.1.latency.count().cmp(&a.1.latency.count()).then_with(|| a.0.operation.cmp(&b.0.operation))
-        });
+        rows.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.operation.cmp(&b.0.operation)));
         let mut s = format!(
             "strata — top operations over the last {seconds:.0} s ({} seen)\n{:<16} {:<6} {:<8} {:<40} {:>9} {:>10} {:>10} {:>7}\n",
             rows.len(),
@@ -96,9 +139,9 @@ impl Table {
         );
         let other = ("(other)", &self.other);
         let shown = rows.iter().take(ROWS).map(|(k, w)| (Some(*k), *w));
-        let tail = (self.other.latency.count() > 0).then_some((None, other.1));
+        let tail = (self.other.count > 0).then_some((None, other.1));
         for (key, w) in shown.chain(tail) {
-            let n = w.latency.count();
+            let n = w.count;
             let (service, role, protocol, operation) = match key {
                 Some(k) => (k.service.as_str(), k.role, k.protocol.as_str(), k.operation.as_str()),
                 None => ("", "", "", other.0),
@@ -110,8 +153,8 @@ impl Table {
                 protocol,
                 operation,
                 n as f64 / seconds.max(1e-9),
-                duration(w.latency.quantile(0.5)),
-                duration(w.latency.quantile(0.99)),
+                duration(w.quantile(0.5)),
+                duration(w.quantile(0.99)),
                 100.0 * w.errors as f64 / n.max(1) as f64
             ));
         }
