@@ -202,6 +202,7 @@ fn telemetry_config(args: &TelemetryArgs, output: RunOutput) -> Result<Telemetry
         label_limit: args.label_limit,
         queue_capacity: args.telemetry_queue,
         table_every: (output == RunOutput::Table).then_some(args.table_every),
+        process_names_from_proc: true,
     })
 }
 

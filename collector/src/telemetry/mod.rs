@@ -40,6 +40,8 @@ pub struct TelemetryConfig {
     pub queue_capacity: usize,
     /// Refresh the terminal table this often (None: no table).
     pub table_every: Option<Duration>,
+    /// Name services after their process's main thread, read from /proc (live capture only).
+    pub process_names_from_proc: bool,
 }
 
 impl TelemetryConfig {
@@ -93,7 +95,11 @@ impl Telemetry {
         let table = config.table_every.map(|every| Table::new(table_out, every, table_clear));
         stats.queue_capacity.store(config.queue_capacity as u64, Relaxed);
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
-        let worker = Worker { converger: Converger::new(config.label_limit), store, otlp, table, stats: stats.clone() };
+        let mut converger = Converger::new(config.label_limit);
+        if config.process_names_from_proc {
+            converger = converger.with_process_names(Box::new(process_name));
+        }
+        let worker = Worker { converger, store, otlp, table, stats: stats.clone() };
         let thread = std::thread::Builder::new()
             .name("strata-telemetry".into())
             .spawn(move || worker.run(rx))
@@ -131,6 +137,11 @@ impl Drop for Telemetry {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// A process's name: its main thread's comm, as /proc/<pid>/comm has it.
+fn process_name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|c| c.trim_end().to_string())
 }
 
 struct Worker {

@@ -91,9 +91,17 @@ pub struct Edge {
     pub observed_by_client: bool,
 }
 
+/// The name of a process (by pid) as a service: its main thread's name. None when unknown (the
+/// process is gone, or the records come from a capture file).
+pub type ProcessNames = Box<dyn FnMut(u32) -> Option<String> + Send>;
+
 /// Learns which process serves which address, so a client's peer gets a name.
 pub struct Converger {
     limiter: LabelLimiter,
+    /// Resolves a pid to its process's name, cached: the comm a record carries is the thread's,
+    /// and thread names (`tokio-rt-worker`, `http-nio-8080-exec-3`) are no service's name.
+    process_names: Option<ProcessNames>,
+    names: HashMap<u32, String>,
     /// Listening address → the serving process, from server-side records.
     servers: HashMap<SocketAddr, String>,
     /// Addresses of this node's clients, from client-side records: a server-side record from one
@@ -104,10 +112,38 @@ pub struct Converger {
 /// Bounds on what the converger learns (it sees every record for the agent's lifetime).
 const MAX_SERVERS: usize = 4096;
 const MAX_CLIENT_IPS: usize = 4096;
+/// Process names cached; past it the cache starts over (pids are reused, names go stale).
+const MAX_NAMES: usize = 8192;
 
 impl Converger {
     pub fn new(label_limit: usize) -> Converger {
-        Converger { limiter: LabelLimiter::new(label_limit), servers: HashMap::new(), local_clients: HashSet::new() }
+        Converger {
+            limiter: LabelLimiter::new(label_limit),
+            process_names: None,
+            names: HashMap::new(),
+            servers: HashMap::new(),
+            local_clients: HashSet::new(),
+        }
+    }
+
+    /// Names services after their process (see [`ProcessNames`]) rather than the thread seen.
+    pub fn with_process_names(mut self, names: ProcessNames) -> Converger {
+        self.process_names = Some(names);
+        self
+    }
+
+    /// The service a record's process is: its process name, else the thread's comm.
+    fn service(&mut self, r: &Record) -> String {
+        let Some(resolve) = self.process_names.as_mut() else { return r.endpoint.comm.clone() };
+        if let Some(name) = self.names.get(&r.endpoint.pid) {
+            return name.clone();
+        }
+        let name = resolve(r.endpoint.pid).filter(|n| !n.is_empty()).unwrap_or_else(|| r.endpoint.comm.clone());
+        if self.names.len() >= MAX_NAMES {
+            self.names.clear();
+        }
+        self.names.insert(r.endpoint.pid, name.clone());
+        name
     }
 
     pub fn limiter(&self) -> &LabelLimiter {
@@ -123,10 +159,10 @@ impl Converger {
         }
     }
 
-    fn learn(&mut self, r: &Record) {
+    fn learn(&mut self, r: &Record, service: &str) {
         match r.endpoint.role {
             "server" if self.servers.len() < MAX_SERVERS || self.servers.contains_key(&r.endpoint.local) => {
-                self.servers.insert(r.endpoint.local, r.endpoint.comm.clone());
+                self.servers.insert(r.endpoint.local, service.to_string());
             }
             "client" if self.local_clients.len() < MAX_CLIENT_IPS => {
                 self.local_clients.insert(r.endpoint.local.ip());
@@ -137,7 +173,8 @@ impl Converger {
 
     /// The record as a measurement; None when it has no duration (no response came) or no role.
     pub fn observe(&mut self, r: &Record) -> Option<Observation> {
-        self.learn(r);
+        let service = self.service(r);
+        self.learn(r, &service);
         let latency = r.latency_ns?;
         let server = match r.endpoint.role {
             "server" => true,
@@ -149,7 +186,7 @@ impl Converger {
         let op = r.operation.as_deref().unwrap_or("");
         let status = r.status.as_deref().unwrap_or("");
         let mut attrs: Vec<(&'static str, String)> = vec![
-            ("service.name", r.endpoint.comm.clone()),
+            ("service.name", service),
             ("peer.service", peer.clone()),
             ("network.protocol.name", r.protocol.to_string()),
         ];

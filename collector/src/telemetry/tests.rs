@@ -192,3 +192,18 @@ fn the_table_ranks_operations_by_rate_with_their_errors() {
     // p50 and p99 are read from the latencies themselves (2.5 ms each), not interpolated.
     assert_eq!(busy_line.matches("2.5 ms").count(), 2, "{busy_line}");
 }
+
+#[test]
+fn services_are_named_after_their_process_not_the_thread_seen() {
+    // A tokio server answers on worker threads; its process is `tansu`.
+    let mut c = Converger::new(100).with_process_names(Box::new(|pid| (pid == 7).then(|| "tansu".to_string())));
+    let mut r = record("kafka", "server", "Produce", "orders", "OK");
+    r.endpoint.comm = "tokio-rt-worker".into();
+    assert_eq!(attr(&c.observe(&r).unwrap(), "service.name"), Some("tansu"));
+    // A process already gone keeps the thread's name.
+    r.endpoint.pid = 8;
+    assert_eq!(attr(&c.observe(&r).unwrap(), "service.name"), Some("tokio-rt-worker"));
+    // The client of that server then names its peer after the process.
+    let client = c.observe(&record("kafka", "client", "Produce", "orders", "OK")).unwrap();
+    assert_eq!(attr(&client, "peer.service"), Some("tokio-rt-worker"), "the last server seen on that address");
+}
