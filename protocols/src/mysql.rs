@@ -1050,7 +1050,7 @@ fn request(p: &Packet, operation: String) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{self, brief, Split};
+    use crate::testkit::{self, brief, feed_cuts, Split};
     use proptest::prelude::*;
 
     const REQ: Side = Side::Request;
@@ -1599,35 +1599,9 @@ mod tests {
             let turns = mysql8_session();
             let whole = run(&turns, Split::Whole);
             // Without gaps: identical messages.
-            let mut p = MysqlParser::new();
-            let mut out = Vec::new();
-            let mut i = 0;
-            for (t, (side, bytes)) in turns.iter().enumerate() {
-                let mut at = 0;
-                while at < bytes.len() {
-                    let end = (at + cuts[i % cuts.len()]).min(bytes.len());
-                    i += 1;
-                    p.feed(*side, &bytes[at..end], t as u64, false, &mut out).unwrap();
-                    at = end;
-                }
-            }
-            prop_assert_eq!(&out, &whole);
+            prop_assert_eq!(&feed_cuts(MysqlParser::new(), &turns, &cuts, None), &whole);
             // With gaps (chunks lost): no panic, bounded.
-            let mut p = MysqlParser::new();
-            let mut out = Vec::new();
-            let mut i = 0;
-            for (t, (side, bytes)) in turns.iter().enumerate() {
-                let mut at = 0;
-                while at < bytes.len() {
-                    let end = (at + cuts[i % cuts.len()]).min(bytes.len());
-                    i += 1;
-                    if !gaps[i % gaps.len()] {
-                        let _ = p.feed(*side, &bytes[at..end], t as u64, gaps[(i + 1) % gaps.len()], &mut out);
-                    }
-                    prop_assert!(p.buffered() <= MAX_BUFFERED);
-                    at = end;
-                }
-            }
+            let out = feed_cuts(MysqlParser::new(), &turns, &cuts, Some(&gaps));
             prop_assert!(out.len() <= 2 * whole.len());
         }
     }

@@ -884,7 +884,7 @@ fn request(m: &Msg, operation: String, target: Option<String>) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{self, brief, Split};
+    use crate::testkit::{self, brief, feed_cuts, Split};
     use proptest::prelude::*;
 
     const REQ: Side = Side::Request;
@@ -1370,35 +1370,10 @@ mod tests {
         fn arbitrary_splits_of_a_session(cuts in prop::collection::vec(1usize..64, 1..200), gaps in prop::collection::vec(any::<bool>(), 200)) {
             let turns = session();
             let whole = run(&turns, Split::Whole);
-            let mut p = PostgresParser::new();
-            let mut out = Vec::new();
-            let mut i = 0;
-            for (t, (side, bytes)) in turns.iter().enumerate() {
-                let mut at = 0;
-                while at < bytes.len() {
-                    let end = (at + cuts[i % cuts.len()]).min(bytes.len());
-                    i += 1;
-                    p.feed(*side, &bytes[at..end], t as u64, false, &mut out).unwrap();
-                    at = end;
-                }
-            }
-            prop_assert_eq!(&out, &whole);
-            // Chunks lost: no panic, bounded.
-            let mut p = PostgresParser::new();
-            let mut out = Vec::new();
-            let mut i = 0;
-            for (t, (side, bytes)) in turns.iter().enumerate() {
-                let mut at = 0;
-                while at < bytes.len() {
-                    let end = (at + cuts[i % cuts.len()]).min(bytes.len());
-                    i += 1;
-                    if !gaps[i % gaps.len()] {
-                        let _ = p.feed(*side, &bytes[at..end], t as u64, gaps[(i + 1) % gaps.len()], &mut out);
-                    }
-                    prop_assert!(p.buffered() <= MAX_BUFFERED);
-                    at = end;
-                }
-            }
+            // Without gaps: identical messages.
+            prop_assert_eq!(&feed_cuts(PostgresParser::new(), &turns, &cuts, None), &whole);
+            // With gaps (chunks lost): no panic, bounded.
+            let out = feed_cuts(PostgresParser::new(), &turns, &cuts, Some(&gaps));
             prop_assert!(out.len() <= 2 * whole.len());
         }
     }

@@ -80,3 +80,34 @@ pub fn brief(m: &Message) -> String {
         if m.partial { " partial" } else { "" }
     )
 }
+
+/// Feeds each turn (ts = the turn's index) in pieces of `cuts[i % len]` bytes, piece `i` counted
+/// across turns, checking the buffer bound after every piece. With `gaps`, piece `i` is lost when
+/// `gaps[i % len]`, and the next one fed says so when `gaps[(i + 1) % len]`; errors are then
+/// expected and ignored. Without, any error fails.
+pub fn feed_cuts<P: Parser>(
+    mut p: P,
+    turns: &[(Side, Vec<u8>)],
+    cuts: &[usize],
+    gaps: Option<&[bool]>,
+) -> Vec<Message> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    for (t, (side, bytes)) in turns.iter().enumerate() {
+        let mut at = 0;
+        while at < bytes.len() {
+            let end = (at + cuts[i % cuts.len()]).min(bytes.len());
+            i += 1;
+            match gaps {
+                None => p.feed(*side, &bytes[at..end], t as u64, false, &mut out).unwrap(),
+                Some(g) if !g[i % g.len()] => {
+                    let _ = p.feed(*side, &bytes[at..end], t as u64, g[(i + 1) % g.len()], &mut out);
+                }
+                Some(_) => {}
+            }
+            assert!(p.buffered() <= MAX_BUFFERED);
+            at = end;
+        }
+    }
+    out
+}

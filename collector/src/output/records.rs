@@ -19,6 +19,9 @@ pub struct RecordLines {
     format: Option<OutputFormat>,
     clock: WallClock,
     telemetry: Option<Telemetry>,
+    /// Events (and losses) since the agent's counters were last updated: they are published once
+    /// per batch, at flush, not per event.
+    unpublished_events: u64,
 }
 
 #[derive(Serialize)]
@@ -42,6 +45,7 @@ impl RecordLines {
             format,
             clock,
             telemetry: None,
+            unpublished_events: 0,
         }
     }
 
@@ -55,11 +59,18 @@ impl RecordLines {
         self.pipeline.stats()
     }
 
+    /// The agent's own counters: events in since the last batch, parse errors so far.
+    fn publish_counters(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(t) = &self.telemetry {
+            t.stats().events.fetch_add(std::mem::take(&mut self.unpublished_events), Relaxed);
+            t.stats().parse_errors.store(self.pipeline.parse_errors(), Relaxed);
+        }
+    }
+
     fn write_records(&mut self) -> std::io::Result<()> {
         if let Some(t) = &self.telemetry {
-            for r in &self.records {
-                t.offer(r);
-            }
+            t.offer(&self.records);
         }
         for r in self.records.drain(..) {
             match self.format {
@@ -104,7 +115,11 @@ fn text_line(r: &Record, clock: WallClock) -> String {
 impl EventSink for RecordLines {
     fn write_event(&mut self, ev: &Event) -> std::io::Result<()> {
         if let Some(t) = &self.telemetry {
-            count_event(t, ev);
+            self.unpublished_events += 1;
+            if let probes_core::event::EventKind::Loss(l) = &ev.kind {
+                let source = serde_json::to_value(l.source).ok().and_then(|v| v.as_str().map(str::to_string));
+                t.stats().add_lost(source.as_deref().unwrap_or("unknown"), l.count);
+            }
         }
         self.pipeline.push(ev, &mut self.records);
         if self.records.is_empty() {
@@ -114,9 +129,7 @@ impl EventSink for RecordLines {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        if let Some(t) = &self.telemetry {
-            t.stats().parse_errors.store(self.pipeline.parse_errors(), std::sync::atomic::Ordering::Relaxed);
-        }
+        self.publish_counters();
         self.out.flush()
     }
 
@@ -129,8 +142,8 @@ impl EventSink for RecordLines {
     fn finish(&mut self) -> std::io::Result<()> {
         self.pipeline.finish(&mut self.records);
         self.write_records()?;
+        self.publish_counters();
         if let Some(mut t) = self.telemetry.take() {
-            t.stats().parse_errors.store(self.pipeline.parse_errors(), std::sync::atomic::Ordering::Relaxed);
             t.finish();
         }
         let s = self.pipeline.stats();
@@ -144,15 +157,5 @@ impl EventSink for RecordLines {
             s.lost_events
         );
         self.out.flush()
-    }
-}
-
-/// The agent's own counters: events in, and events the capture reported lost.
-fn count_event(t: &Telemetry, ev: &Event) {
-    use std::sync::atomic::Ordering::Relaxed;
-    t.stats().events.fetch_add(1, Relaxed);
-    if let probes_core::event::EventKind::Loss(l) = &ev.kind {
-        let source = serde_json::to_value(l.source).ok().and_then(|v| v.as_str().map(str::to_string));
-        t.stats().add_lost(source.as_deref().unwrap_or("unknown"), l.count);
     }
 }

@@ -8,15 +8,14 @@ use std::sync::Mutex;
 /// Counters shared between threads; each is monotonic except the queue depth.
 #[derive(Debug, Default)]
 pub struct AgentStats {
-    /// The capture tier (core, perf-event, replay) and whether it is a degraded one.
+    /// The capture tier (core, perf-event) and whether it is a degraded one (1) or not (0).
     pub tier: Mutex<String>,
     pub degraded: AtomicU64,
     pub kernel_release: String,
     pub events: AtomicU64,
     pub parse_errors: AtomicU64,
-    /// Records handed to telemetry but dropped because its queue was full.
+    /// Records waiting in the queue to the telemetry thread.
     pub queue_depth: AtomicU64,
-    pub queue_capacity: AtomicU64,
     counters: Mutex<Counters>,
 }
 
@@ -52,8 +51,13 @@ impl AgentStats {
         self.with(|c| *c.lost.entry(source.to_string()).or_default() += n);
     }
 
-    pub fn add_records(&self, protocol: &'static str, n: u64) {
-        self.with(|c| *c.records.entry(protocol).or_default() += n);
+    /// Adds records by protocol (one lock for a whole batch).
+    pub fn add_records(&self, by_protocol: impl IntoIterator<Item = (&'static str, u64)>) {
+        self.with(|c| {
+            for (protocol, n) in by_protocol {
+                *c.records.entry(protocol).or_default() += n;
+            }
+        });
     }
 
     pub fn add_dropped(&self, queue: &'static str, n: u64) {
@@ -71,9 +75,5 @@ impl AgentStats {
 
     pub fn counters(&self) -> Counters {
         self.with(|c| c.clone())
-    }
-
-    pub fn load(v: &AtomicU64) -> u64 {
-        v.load(Relaxed)
     }
 }

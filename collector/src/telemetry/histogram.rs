@@ -59,15 +59,6 @@ impl Histogram {
         }
         Some(BOUNDS[BOUNDS.len() - 1])
     }
-
-    /// Folds another histogram in (the table merges series).
-    pub fn merge(&mut self, other: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(other.counts) {
-            *a += b;
-        }
-        self.sum += other.sum;
-        self.count += other.count;
-    }
 }
 
 #[cfg(test)]

@@ -93,7 +93,6 @@ impl Telemetry {
             None => None,
         };
         let table = config.table_every.map(|every| Table::new(table_out, every, table_clear));
-        stats.queue_capacity.store(config.queue_capacity as u64, Relaxed);
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
         let mut converger = Converger::new(config.label_limit);
         if config.process_names_from_proc {
@@ -107,16 +106,25 @@ impl Telemetry {
         Ok(Telemetry { queue: Some(tx), stats, thread: Some(thread) })
     }
 
-    /// Hands a record over; when the queue is full it is dropped and counted.
-    pub fn offer(&self, r: &Record) {
+    /// Hands records over; when the queue is full a record is dropped and counted.
+    pub fn offer(&self, records: &[Record]) {
         let Some(q) = &self.queue else { return };
-        self.stats.add_records(r.protocol, 1);
-        match q.try_send(r.clone()) {
-            Ok(()) => {
-                self.stats.queue_depth.fetch_add(1, Relaxed);
+        let mut by_protocol: Vec<(&'static str, u64)> = Vec::new();
+        let (mut sent, mut dropped) = (0, 0);
+        for r in records {
+            match by_protocol.iter_mut().find(|(p, _)| *p == r.protocol) {
+                Some((_, n)) => *n += 1,
+                None => by_protocol.push((r.protocol, 1)),
             }
-            Err(TrySendError::Full(_)) => self.stats.add_dropped("telemetry", 1),
-            Err(TrySendError::Disconnected(_)) => self.stats.add_dropped("telemetry", 1),
+            match q.try_send(r.clone()) {
+                Ok(()) => sent += 1,
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => dropped += 1,
+            }
+        }
+        self.stats.add_records(by_protocol);
+        self.stats.queue_depth.fetch_add(sent, Relaxed);
+        if dropped > 0 {
+            self.stats.add_dropped("telemetry", dropped);
         }
     }
 
@@ -157,21 +165,17 @@ impl Worker {
         let mut last_flush = Instant::now();
         loop {
             match rx.recv_timeout(TICK) {
-                Ok(r) => {
-                    self.stats.queue_depth.fetch_sub(1, Relaxed);
-                    self.handle(&r);
-                    // Take whatever else is waiting under one store lock.
-                    let mut more = vec![];
-                    while more.len() < 1024 {
+                Ok(first) => {
+                    // Take whatever else is waiting too, and handle it under one store lock.
+                    let mut batch = vec![first];
+                    while batch.len() < 1024 {
                         match rx.try_recv() {
-                            Ok(r) => more.push(r),
+                            Ok(r) => batch.push(r),
                             Err(_) => break,
                         }
                     }
-                    self.stats.queue_depth.fetch_sub(more.len() as u64, Relaxed);
-                    for r in &more {
-                        self.handle(r);
-                    }
+                    self.stats.queue_depth.fetch_sub(batch.len() as u64, Relaxed);
+                    self.handle(&batch);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -196,14 +200,17 @@ impl Worker {
         }
     }
 
-    fn handle(&mut self, r: &Record) {
-        let Some(o) = self.converger.observe(r) else { return };
-        self.store.lock().unwrap_or_else(|e| e.into_inner()).observe(&o);
-        if let Some(t) = self.table.as_mut() {
-            t.observe(&o);
-        }
-        if let Some(x) = self.otlp.as_mut() {
-            x.record(r, &o);
+    fn handle(&mut self, records: &[Record]) {
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        for r in records {
+            let Some(o) = self.converger.observe(r) else { continue };
+            store.observe(&o);
+            if let Some(t) = self.table.as_mut() {
+                t.observe(&o);
+            }
+            if let Some(x) = self.otlp.as_mut() {
+                x.record(r, &o);
+            }
         }
     }
 }
