@@ -10,18 +10,21 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// (object name, extra clang arguments)
-const OBJECTS: &[(&str, &[&str])] = &[
-    ("strata.bpf.o", &[]),
-    // Perf event array transport and bpf_probe_read, for kernels before 5.8 (no ring buffer).
-    ("strata_perfbuf.bpf.o", &["-DSTRATA_PERFBUF"]),
+/// (object name, source, extra clang arguments)
+const OBJECTS: &[(&str, &str, &[&str])] = &[
+    // Ring buffer transport, global data, probe_read_{user,kernel}: kernels 5.8 and later.
+    ("strata.bpf.o", "strata.bpf.c", &[]),
+    // Perf event array transport, configuration in a map, bpf_probe_read: kernels 4.14 and later.
+    ("strata_perfbuf.bpf.o", "strata.bpf.c", &["-DSTRATA_PERFBUF"]),
+    // Proves a BTF right for the running kernel before the probes are relocated with it.
+    ("btf_check.bpf.o", "btf_check.bpf.c", &[]),
 ];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let bpf_dir = manifest.join("bpf");
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
-    for rel in ["strata.bpf.c", "event.h", "include", "prebuilt"] {
+    for rel in ["strata.bpf.c", "btf_check.bpf.c", "event.h", "variant.h", "socket.h", "include", "prebuilt"] {
         println!("cargo:rerun-if-changed=bpf/{rel}");
     }
     println!("cargo:rerun-if-env-changed=CLANG");
@@ -31,9 +34,9 @@ fn main() {
     let strip = find_tool("LLVM_STRIP", &["llvm-strip-16", "llvm-strip"]);
     let origin = match (clang, strip) {
         (Some(clang), Some(strip)) => {
-            for (name, extra) in OBJECTS {
+            for (name, source, extra) in OBJECTS {
                 let out = out_dir.join(name);
-                compile(&clang, &strip, &bpf_dir, extra, &out);
+                compile(&clang, &strip, &bpf_dir, source, extra, &out);
                 if env::var_os("STRATA_BPF_UPDATE_COMMITTED").is_some() {
                     std::fs::copy(&out, bpf_dir.join("prebuilt").join(name)).expect("update committed object");
                 }
@@ -44,7 +47,7 @@ fn main() {
             println!(
                 "cargo:warning=clang-16 or llvm-strip-16 not found: using the committed BPF objects in probes-core/bpf/prebuilt"
             );
-            for (name, _) in OBJECTS {
+            for (name, _, _) in OBJECTS {
                 std::fs::copy(bpf_dir.join("prebuilt").join(name), out_dir.join(name))
                     .unwrap_or_else(|e| panic!("committed object bpf/prebuilt/{name}: {e}"));
             }
@@ -62,18 +65,18 @@ fn find_tool(var: &str, names: &[&str]) -> Option<PathBuf> {
     names.iter().flat_map(|n| env::split_paths(&path).map(move |d| d.join(n))).find(|p| p.is_file())
 }
 
-fn compile(clang: &Path, strip: &Path, bpf_dir: &Path, extra: &[&str], out: &Path) {
+fn compile(clang: &Path, strip: &Path, bpf_dir: &Path, source: &str, extra: &[&str], out: &Path) {
     let status = Command::new(clang)
         .current_dir(bpf_dir)
         .args(["-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86"])
         .arg(format!("-fdebug-prefix-map={}=.", bpf_dir.display()))
         .args(["-fdebug-compilation-dir=.", "-Iinclude", "-I.", "-Wall", "-Werror"])
         .args(extra)
-        .args(["-c", "strata.bpf.c", "-o"])
+        .args(["-c", source, "-o"])
         .arg(out)
         .status()
         .unwrap_or_else(|e| panic!("running {}: {e}", clang.display()));
-    assert!(status.success(), "{} failed to compile bpf/strata.bpf.c", clang.display());
+    assert!(status.success(), "{} failed to compile bpf/{source}", clang.display());
     let status = Command::new(strip).arg("-g").arg(out).status().expect("llvm-strip");
     assert!(status.success(), "llvm-strip -g failed on {}", out.display());
 }

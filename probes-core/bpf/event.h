@@ -32,7 +32,8 @@ enum strata_lost_slot {
 	STRATA_LOST_CLOSE = 2,
 	STRATA_LOST_STATE = 3,
 	STRATA_LOST_PENDING = 4, /* the enter/exit pairing map was full */
-	STRATA_LOST_SLOTS = 5,
+	STRATA_LOST_MMSG = 5,    /* sendmmsg/recvmmsg messages beyond STRATA_MAX_MMSG, not recorded */
+	STRATA_LOST_SLOTS = 6,
 };
 
 enum strata_syscall {
@@ -62,6 +63,14 @@ enum strata_role {
 enum strata_direction {
 	STRATA_DIR_EGRESS = 1,  /* the process sent these bytes */
 	STRATA_DIR_INGRESS = 2, /* the process received these bytes */
+};
+
+/* What the loader tells the programs. The ring-buffer object (5.8+) takes it as global data
+ * (read-only, so the verifier prunes on it); the perf-buffer object, for kernels before 5.2 that
+ * have no global data, reads it from the one-entry `config` array map. */
+struct strata_config {
+	__u32 capture_bytes; /* payload cap per syscall, <= STRATA_MAX_CAPTURE */
+	__u32 self_tgid;     /* the agent itself: never traced */
 };
 
 #define STRATA_FLAG_TRUNCATED 1 /* fewer bytes captured than moved */

@@ -5,53 +5,19 @@
  *
  * Enter handlers stash the arguments by thread id; exit handlers read the result and the user
  * buffers (they are still valid and now hold the received bytes), and emit one record. The same
- * source builds two objects: ring buffer (5.8+) and, with -DSTRATA_PERFBUF, perf event array.
+ * source builds two objects (variant.h): ring buffer for 5.8+, and perf event array for 4.14+.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "event.h"
-
-#ifdef STRATA_PERFBUF
-/* The perf buffer object is for kernels before 5.8; those before 5.5 lack probe_read_kernel and
- * probe_read_user, and plain bpf_probe_read reads both address spaces on x86. */
-#undef bpf_core_read
-#define bpf_core_read(dst, sz, src)                                                                 \
-	bpf_probe_read(dst, sz, (const void *)__builtin_preserve_access_index(src))
-#define bpf_probe_read_user bpf_probe_read
-#endif
+#include "variant.h"
+#include "socket.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define AF_INET 2
-#define AF_INET6 10
-#define SOCK_STREAM 1
-#define SOCK_DGRAM 2
-#define IPPROTO_TCP 6
-#define IPPROTO_UDP 17
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
 #define EINPROGRESS 115
-
-/* Set by the loader before load (aya EbpfLoader::override_global). */
-const volatile __u32 capture_bytes = 4096; /* payload cap per syscall, <= STRATA_MAX_CAPTURE */
-const volatile __u32 self_tgid = 0;        /* the agent itself: never traced */
-
-#ifdef STRATA_PERFBUF
-struct {
-	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(__u32));
-} events SEC(".maps");
-#define emit(ctx, data, size) bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, data, size)
-#else
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 << 20); /* resized by the loader */
-} events SEC(".maps");
-#define emit(ctx, data, size) bpf_ringbuf_output(&events, data, size, 0)
-#endif
 
 /* Arguments of a syscall in flight, keyed by thread id (pid_tgid). */
 struct pending_call {
@@ -111,72 +77,21 @@ struct {
 	__type(value, struct data_scratch);
 } scratch SEC(".maps");
 
-static __always_inline void count_lost(__u32 slot)
+static __always_inline void count_lost_n(__u32 slot, __u64 count)
 {
 	__u64 *n = bpf_map_lookup_elem(&lost, &slot);
 	if (n)
-		__sync_fetch_and_add(n, 1);
+		__sync_fetch_and_add(n, count);
 }
 
-static __always_inline int traced(void)
+static __always_inline void count_lost(__u32 slot)
 {
-	return (bpf_get_current_pid_tgid() >> 32) != self_tgid;
+	count_lost_n(slot, 1);
 }
 
-/* fd -> struct socket, only for AF_INET/AF_INET6 TCP or UDP sockets of the current task. */
-static __always_inline struct socket *socket_of_fd(int fd, __u64 *sock_id)
+static __always_inline int traced(const struct strata_config *cfg)
 {
-	if (fd < 0)
-		return NULL;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt)
-		return NULL;
-	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
-	if ((unsigned int)fd >= max_fds)
-		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *file = NULL;
-	bpf_core_read(&file, sizeof(file), &fds[fd]);
-	if (!file)
-		return NULL;
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	umode_t mode = BPF_CORE_READ(inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
-		return NULL;
-	struct socket *sock = BPF_CORE_READ(file, private_data);
-	if (!sock)
-		return NULL;
-	short type = BPF_CORE_READ(sock, type);
-	if (type != SOCK_STREAM && type != SOCK_DGRAM)
-		return NULL;
-	__u16 family = BPF_CORE_READ(sock, sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return NULL;
-	*sock_id = BPF_CORE_READ(inode, i_ino);
-	return sock;
-}
-
-/* Both ends of a socket as the kernel knows them now. */
-static __always_inline void read_socket(struct socket *sock, struct strata_socket *out)
-{
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	short type = BPF_CORE_READ(sock, type);
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	out->protocol = type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP;
-	out->local.family = family;
-	out->remote.family = family;
-	out->local.port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	out->remote.port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (family == AF_INET) {
-		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memcpy(out->local.addr, &l, 4);
-		__builtin_memcpy(out->remote.addr, &r, 4);
-	} else {
-		BPF_CORE_READ_INTO(&out->local.addr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&out->remote.addr, sk, __sk_common.skc_v6_daddr);
-	}
+	return (bpf_get_current_pid_tgid() >> 32) != cfg->self_tgid;
 }
 
 /* A sockaddr from user memory (recvfrom/sendto/msg_name) overrides the remote end: an unconnected
@@ -189,22 +104,22 @@ static __always_inline int read_user_sockaddr(__u64 uaddr, struct strata_endpoin
 	if (bpf_probe_read_user(&family, sizeof(family), (void *)uaddr))
 		return 0;
 	if (family == AF_INET) {
-		struct sockaddr_in sin = {};
+		struct strata_sockaddr_in sin = {};
 		if (bpf_probe_read_user(&sin, sizeof(sin), (void *)uaddr))
 			return 0;
 		out->family = AF_INET;
-		out->port = bpf_ntohs(sin.sin_port);
+		out->port = bpf_ntohs(sin.port);
 		__builtin_memset(out->addr, 0, sizeof(out->addr));
-		__builtin_memcpy(out->addr, &sin.sin_addr.s_addr, 4);
+		__builtin_memcpy(out->addr, &sin.addr, 4);
 		return 1;
 	}
 	if (family == AF_INET6) {
-		struct sockaddr_in6 sin6 = {};
+		struct strata_sockaddr_in6 sin6 = {};
 		if (bpf_probe_read_user(&sin6, sizeof(sin6), (void *)uaddr))
 			return 0;
 		out->family = AF_INET6;
-		out->port = bpf_ntohs(sin6.sin6_port);
-		__builtin_memcpy(out->addr, &sin6.sin6_addr, 16);
+		out->port = bpf_ntohs(sin6.port);
+		__builtin_memcpy(out->addr, sin6.addr, 16);
 		return 1;
 	}
 	return 0;
@@ -248,10 +163,11 @@ static __always_inline struct conn_totals *totals_for(int fd, __u64 sock_id, __u
 
 /* ---- enter side ------------------------------------------------------------------------------ */
 
-static __always_inline int stash(__u32 syscall, struct trace_event_raw_sys_enter *ctx, __u64 buf,
-				 __u64 len, __u64 addr)
+static __always_inline int stash(__u32 syscall, struct strata_sys_enter *ctx, __u64 buf, __u64 len,
+				 __u64 addr)
 {
-	if (!traced())
+	struct strata_config cfg;
+	if (!load_config(&cfg) || !traced(&cfg))
 		return 0;
 	int fd = (int)ctx->args[0];
 	__u64 sock_id = 0;
@@ -274,7 +190,7 @@ static __always_inline int stash(__u32 syscall, struct trace_event_raw_sys_enter
 
 #define ENTER_BUF(name, sys)                                                                        \
 	SEC("tracepoint/syscalls/sys_enter_" #name)                                                 \
-	int enter_##name(struct trace_event_raw_sys_enter *ctx)                                     \
+	int enter_##name(struct strata_sys_enter *ctx)                                              \
 	{                                                                                           \
 		return stash(sys, ctx, ctx->args[1], ctx->args[2], 0);                              \
 	}
@@ -293,20 +209,20 @@ ENTER_BUF(accept4, STRATA_SYS_ACCEPT4)
 
 /* recvfrom(fd, buf, len, flags, src_addr, addrlen) and sendto(fd, buf, len, flags, dest, addrlen) */
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+int enter_recvfrom(struct strata_sys_enter *ctx)
 {
 	return stash(STRATA_SYS_RECVFROM, ctx, ctx->args[1], ctx->args[2], ctx->args[4]);
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendto")
-int enter_sendto(struct trace_event_raw_sys_enter *ctx)
+int enter_sendto(struct strata_sys_enter *ctx)
 {
 	return stash(STRATA_SYS_SENDTO, ctx, ctx->args[1], ctx->args[2], ctx->args[4]);
 }
 
 /* sendfile64(out_fd, in_fd, offset, count): the socket is out_fd; no payload is captured. */
 SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
+int enter_sendfile64(struct strata_sys_enter *ctx)
 {
 	return stash(STRATA_SYS_SENDFILE, ctx, 0, ctx->args[3], 0);
 }
@@ -320,9 +236,8 @@ static __always_inline struct pending_call *take_pending(__u64 *id)
 }
 
 /* Copy up to `want` bytes from a user buffer into the scratch payload at `*off`. */
-static __always_inline void copy_chunk(struct data_scratch *s, __u32 *off, __u64 src, __u64 want)
+static __always_inline void copy_chunk(struct data_scratch *s, __u32 cap, __u32 *off, __u64 src, __u64 want)
 {
-	__u32 cap = capture_bytes;
 	if (cap > STRATA_MAX_CAPTURE)
 		cap = STRATA_MAX_CAPTURE;
 	__u32 o = *off;
@@ -345,18 +260,18 @@ static __always_inline void copy_chunk(struct data_scratch *s, __u32 *off, __u64
 }
 
 /* Copy from an iovec array, at most `budget` bytes in total. */
-static __always_inline void copy_iovecs(struct data_scratch *s, __u32 *off, __u64 iov, __u64 iovlen,
-					__u64 budget)
+static __always_inline void copy_iovecs(struct data_scratch *s, __u32 cap, __u32 *off, __u64 iov,
+					__u64 iovlen, __u64 budget)
 {
 #pragma unroll
 	for (int i = 0; i < STRATA_MAX_IOV; i++) {
 		if (i >= iovlen || budget == 0)
 			break;
-		struct iovec v = {};
-		if (bpf_probe_read_user(&v, sizeof(v), (void *)(iov + i * sizeof(struct iovec))))
+		struct strata_iovec v = {};
+		if (bpf_probe_read_user(&v, sizeof(v), (void *)(iov + i * sizeof(struct strata_iovec))))
 			break;
-		__u64 n = v.iov_len < budget ? v.iov_len : budget;
-		copy_chunk(s, off, (__u64)v.iov_base, n);
+		__u64 n = v.len < budget ? v.len : budget;
+		copy_chunk(s, cap, off, v.base, n);
 		budget -= n;
 	}
 }
@@ -402,14 +317,25 @@ static __always_inline int emit_data(void *ctx, struct data_scratch *s, struct p
 	return 0;
 }
 
-static __always_inline int exit_data(struct trace_event_raw_sys_exit *ctx, __u8 direction)
+/* How an exit handler finds the payload: the shape is fixed per program, so each program inlines
+ * only its own case (smaller programs, for verifiers with a 4 096-instruction limit). */
+enum payload_shape {
+	SHAPE_BUFFER,   /* read/write: (buf, len) */
+	SHAPE_ADDRBUF,  /* recvfrom/sendto: (buf, len) and a sockaddr */
+	SHAPE_IOVEC,    /* readv/writev: (iov, iovcnt) */
+	SHAPE_MSGHDR,   /* recvmsg/sendmsg: a user_msghdr */
+	SHAPE_NONE,     /* sendfile: no payload */
+};
+
+static __always_inline int exit_data(struct strata_sys_exit *ctx, __u8 direction, enum payload_shape shape)
 {
 	__u64 id;
 	struct pending_call *call = take_pending(&id);
 	if (!call)
 		return 0;
 	long ret = ctx->ret;
-	if (ret <= 0)
+	struct strata_config cfg;
+	if (ret <= 0 || !load_config(&cfg))
 		goto done;
 
 	__u64 sock_id = 0;
@@ -422,32 +348,28 @@ static __always_inline int exit_data(struct trace_event_raw_sys_exit *ctx, __u8 
 		goto done;
 
 	__u32 off = 0;
-	switch (call->syscall) {
-	case STRATA_SYS_READ:
-	case STRATA_SYS_WRITE:
-		copy_chunk(s, &off, call->arg_buf, ret);
+	switch (shape) {
+	case SHAPE_BUFFER:
+		copy_chunk(s, cfg.capture_bytes, &off, call->arg_buf, ret);
 		emit_data(ctx, s, call, sock, sock_id, direction, ret, off, 0);
 		break;
-	case STRATA_SYS_RECVFROM:
-	case STRATA_SYS_SENDTO:
-		copy_chunk(s, &off, call->arg_buf, ret);
+	case SHAPE_ADDRBUF:
+		copy_chunk(s, cfg.capture_bytes, &off, call->arg_buf, ret);
 		emit_data(ctx, s, call, sock, sock_id, direction, ret, off, call->arg_addr);
 		break;
-	case STRATA_SYS_READV:
-	case STRATA_SYS_WRITEV:
-		copy_iovecs(s, &off, call->arg_buf, call->arg_len, ret);
+	case SHAPE_IOVEC:
+		copy_iovecs(s, cfg.capture_bytes, &off, call->arg_buf, call->arg_len, ret);
 		emit_data(ctx, s, call, sock, sock_id, direction, ret, off, 0);
 		break;
-	case STRATA_SYS_RECVMSG:
-	case STRATA_SYS_SENDMSG: {
-		struct user_msghdr msg = {};
+	case SHAPE_MSGHDR: {
+		struct strata_msghdr msg = {};
 		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)call->arg_buf))
 			break;
-		copy_iovecs(s, &off, (__u64)msg.msg_iov, msg.msg_iovlen, ret);
-		emit_data(ctx, s, call, sock, sock_id, direction, ret, off, (__u64)msg.msg_name);
+		copy_iovecs(s, cfg.capture_bytes, &off, msg.iov, msg.iovlen, ret);
+		emit_data(ctx, s, call, sock, sock_id, direction, ret, off, msg.name);
 		break;
 	}
-	case STRATA_SYS_SENDFILE:
+	case SHAPE_NONE:
 		emit_data(ctx, s, call, sock, sock_id, direction, ret, 0, 0);
 		break;
 	}
@@ -456,16 +378,18 @@ done:
 	return 0;
 }
 
-/* recvmmsg/sendmmsg return the number of messages; each mmsghdr carries its own msg_len. */
-static __always_inline int exit_mmsg(struct trace_event_raw_sys_exit *ctx, __u8 direction)
+/* recvmmsg/sendmmsg return the number of messages; each mmsghdr carries its own msg_len. Messages
+ * beyond STRATA_MAX_MMSG are counted as lost, never dropped silently. */
+static __always_inline int exit_mmsg(struct strata_sys_exit *ctx, __u8 direction)
 {
 	__u64 id;
 	struct pending_call *call = take_pending(&id);
 	if (!call)
 		return 0;
 	long ret = ctx->ret;
+	struct strata_config cfg;
 	__u64 sock_id = 0;
-	struct socket *sock = ret > 0 ? socket_of_fd(call->fd, &sock_id) : NULL;
+	struct socket *sock = ret > 0 && load_config(&cfg) ? socket_of_fd(call->fd, &sock_id) : NULL;
 	__u32 zero = 0;
 	struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!sock || !s)
@@ -474,44 +398,47 @@ static __always_inline int exit_mmsg(struct trace_event_raw_sys_exit *ctx, __u8 
 	for (int i = 0; i < STRATA_MAX_MMSG; i++) {
 		if (i >= ret)
 			break;
-		struct mmsghdr m = {};
-		if (bpf_probe_read_user(&m, sizeof(m), (void *)(call->arg_buf + i * sizeof(struct mmsghdr))))
-			break;
+		struct strata_mmsghdr m = {};
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)(call->arg_buf + i * sizeof(struct strata_mmsghdr)))) {
+			count_lost_n(STRATA_LOST_MMSG, ret - i);
+			goto done;
+		}
 		__u32 off = 0;
-		copy_iovecs(s, &off, (__u64)m.msg_hdr.msg_iov, m.msg_hdr.msg_iovlen, m.msg_len);
-		emit_data(ctx, s, call, sock, sock_id, direction, m.msg_len, off,
-			  (__u64)m.msg_hdr.msg_name);
+		copy_iovecs(s, cfg.capture_bytes, &off, m.hdr.iov, m.hdr.iovlen, m.len);
+		emit_data(ctx, s, call, sock, sock_id, direction, m.len, off, m.hdr.name);
 	}
+	if (ret > STRATA_MAX_MMSG)
+		count_lost_n(STRATA_LOST_MMSG, ret - STRATA_MAX_MMSG);
 done:
 	bpf_map_delete_elem(&pending, &id);
 	return 0;
 }
 
-#define EXIT_DATA(name, dir)                                                                        \
+#define EXIT_DATA(name, dir, shape)                                                                 \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                                  \
-	int exit_##name(struct trace_event_raw_sys_exit *ctx)                                       \
+	int exit_##name(struct strata_sys_exit *ctx)                                                \
 	{                                                                                           \
-		return exit_data(ctx, dir);                                                         \
+		return exit_data(ctx, dir, shape);                                                  \
 	}
 
-EXIT_DATA(read, STRATA_DIR_INGRESS)
-EXIT_DATA(write, STRATA_DIR_EGRESS)
-EXIT_DATA(readv, STRATA_DIR_INGRESS)
-EXIT_DATA(writev, STRATA_DIR_EGRESS)
-EXIT_DATA(recvfrom, STRATA_DIR_INGRESS)
-EXIT_DATA(sendto, STRATA_DIR_EGRESS)
-EXIT_DATA(recvmsg, STRATA_DIR_INGRESS)
-EXIT_DATA(sendmsg, STRATA_DIR_EGRESS)
-EXIT_DATA(sendfile64, STRATA_DIR_EGRESS)
+EXIT_DATA(read, STRATA_DIR_INGRESS, SHAPE_BUFFER)
+EXIT_DATA(write, STRATA_DIR_EGRESS, SHAPE_BUFFER)
+EXIT_DATA(readv, STRATA_DIR_INGRESS, SHAPE_IOVEC)
+EXIT_DATA(writev, STRATA_DIR_EGRESS, SHAPE_IOVEC)
+EXIT_DATA(recvfrom, STRATA_DIR_INGRESS, SHAPE_ADDRBUF)
+EXIT_DATA(sendto, STRATA_DIR_EGRESS, SHAPE_ADDRBUF)
+EXIT_DATA(recvmsg, STRATA_DIR_INGRESS, SHAPE_MSGHDR)
+EXIT_DATA(sendmsg, STRATA_DIR_EGRESS, SHAPE_MSGHDR)
+EXIT_DATA(sendfile64, STRATA_DIR_EGRESS, SHAPE_NONE)
 
 SEC("tracepoint/syscalls/sys_exit_recvmmsg")
-int exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
+int exit_recvmmsg(struct strata_sys_exit *ctx)
 {
 	return exit_mmsg(ctx, STRATA_DIR_INGRESS);
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendmmsg")
-int exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
+int exit_sendmmsg(struct strata_sys_exit *ctx)
 {
 	return exit_mmsg(ctx, STRATA_DIR_EGRESS);
 }
@@ -538,7 +465,7 @@ static __always_inline int emit_open(void *ctx, struct pending_call *call, int f
 }
 
 /* accept returns the new connection's fd. */
-static __always_inline int exit_accept_common(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int exit_accept_common(struct strata_sys_exit *ctx)
 {
 	__u64 id;
 	struct pending_call *call = take_pending(&id);
@@ -551,20 +478,20 @@ static __always_inline int exit_accept_common(struct trace_event_raw_sys_exit *c
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept")
-int exit_accept(struct trace_event_raw_sys_exit *ctx)
+int exit_accept(struct strata_sys_exit *ctx)
 {
 	return exit_accept_common(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
-int exit_accept4(struct trace_event_raw_sys_exit *ctx)
+int exit_accept4(struct strata_sys_exit *ctx)
 {
 	return exit_accept_common(ctx);
 }
 
 /* A connect that succeeded, or is in progress (non-blocking), opens a client connection. */
 SEC("tracepoint/syscalls/sys_exit_connect")
-int exit_connect(struct trace_event_raw_sys_exit *ctx)
+int exit_connect(struct strata_sys_exit *ctx)
 {
 	__u64 id;
 	struct pending_call *call = take_pending(&id);
@@ -579,9 +506,10 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 
 /* close() of a socket strata saw: report its totals. The fd is still open at sys_enter_close. */
 SEC("tracepoint/syscalls/sys_enter_close")
-int enter_close(struct trace_event_raw_sys_enter *ctx)
+int enter_close(struct strata_sys_enter *ctx)
 {
-	if (!traced())
+	struct strata_config cfg;
+	if (!load_config(&cfg) || !traced(&cfg))
 		return 0;
 	int fd = (int)ctx->args[0];
 	__u64 key = conn_key(fd);
@@ -605,9 +533,11 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-/* TCP state changes. They often run in softirq context, where the current task is unrelated:
- * the record carries the socket's inode (when the sock has a socket yet) and addresses, and its
- * tgid/comm must not be trusted. */
+#ifndef STRATA_PERFBUF
+/* TCP state changes (ring-buffer object only, and optional: the loader skips this program where the
+ * tracepoint (4.16+) or its record type in the BTF is missing). They often run in softirq context,
+ * where the current task is unrelated: the record carries the socket's inode (when the sock has a
+ * socket yet) and addresses, and its tgid/comm must not be trusted. */
 SEC("tracepoint/sock/inet_sock_set_state")
 int sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
@@ -620,7 +550,7 @@ int sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	if (sock)
 		sock_id = BPF_CORE_READ(sock, file, f_inode, i_ino);
 	fill_header(&ev.hdr, STRATA_KIND_STATE, -1, sock_id);
-	if (ev.hdr.tgid == self_tgid)
+	if (ev.hdr.tgid == strata_cfg.self_tgid)
 		return 0;
 	ev.sock.protocol = IPPROTO_TCP;
 	ev.sock.local.family = ctx->family;
@@ -641,3 +571,4 @@ int sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		count_lost(STRATA_LOST_STATE);
 	return 0;
 }
+#endif

@@ -1,11 +1,11 @@
-//! strata's capture core: the normalized event schema every tier produces, the CO-RE BPF probes
-//! (bpf/) and their loader.
+//! strata's CO-RE BPF probes (bpf/), their loader, and the checks that hold them to the kernels
+//! they claim (object_check) and a BTF to the running kernel (btf_check). Events are decoded into
+//! strata-event's schema.
 
-pub mod codec;
-pub mod decode;
-pub mod event;
+pub mod btf_check;
 pub mod loader;
+pub mod object_check;
+pub mod objects;
+pub mod perf_buffer;
 pub mod preflight;
-pub mod wire;
 
-pub use event::Event;

@@ -1,80 +1,52 @@
-//! Loads the CO-RE object with aya, attaches it to the syscall tracepoints, and reads its ring
-//! buffer asynchronously. Dropping a [`Capture`] detaches and unloads everything it made.
+//! Loads a capture object with aya, attaches it to the syscall tracepoints, and reads its ring or
+//! perf buffer asynchronously. Dropping a [`Capture`] detaches and unloads everything it made.
 
 use std::path::PathBuf;
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
 use tokio::io::unix::AsyncFd;
 
-use crate::decode::decode;
-use crate::event::{Event, LossSource};
+use strata_event::{wire, Event, LossSource, RecordBatch};
+use crate::objects::{Buffer, CaptureObject, PROBES};
+use crate::perf_buffer::PerfReader;
 use crate::preflight::{self, PreflightError};
-use crate::wire;
 
-/// The ring-buffer CO-RE object, built from bpf/strata.bpf.c.
-pub static CORE_RINGBUF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/strata.bpf.o"));
-/// The same source built for the perf event array transport (kernels before 5.8).
-pub static CORE_PERFBUF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/strata_perfbuf.bpf.o"));
-/// "clang" when this build compiled the objects, "committed" when it used bpf/prebuilt/.
-pub const OBJECT_ORIGIN: &str = env!("STRATA_BPF_ORIGIN");
-
-/// Every program of the object and the tracepoint (category, name) it attaches to.
-pub const PROBES: &[(&str, &str, &str)] = &[
-    ("enter_read", "syscalls", "sys_enter_read"),
-    ("exit_read", "syscalls", "sys_exit_read"),
-    ("enter_write", "syscalls", "sys_enter_write"),
-    ("exit_write", "syscalls", "sys_exit_write"),
-    ("enter_readv", "syscalls", "sys_enter_readv"),
-    ("exit_readv", "syscalls", "sys_exit_readv"),
-    ("enter_writev", "syscalls", "sys_enter_writev"),
-    ("exit_writev", "syscalls", "sys_exit_writev"),
-    ("enter_recvfrom", "syscalls", "sys_enter_recvfrom"),
-    ("exit_recvfrom", "syscalls", "sys_exit_recvfrom"),
-    ("enter_sendto", "syscalls", "sys_enter_sendto"),
-    ("exit_sendto", "syscalls", "sys_exit_sendto"),
-    ("enter_recvmsg", "syscalls", "sys_enter_recvmsg"),
-    ("exit_recvmsg", "syscalls", "sys_exit_recvmsg"),
-    ("enter_sendmsg", "syscalls", "sys_enter_sendmsg"),
-    ("exit_sendmsg", "syscalls", "sys_exit_sendmsg"),
-    ("enter_recvmmsg", "syscalls", "sys_enter_recvmmsg"),
-    ("exit_recvmmsg", "syscalls", "sys_exit_recvmmsg"),
-    ("enter_sendmmsg", "syscalls", "sys_enter_sendmmsg"),
-    ("exit_sendmmsg", "syscalls", "sys_exit_sendmmsg"),
-    ("enter_sendfile64", "syscalls", "sys_enter_sendfile64"),
-    ("exit_sendfile64", "syscalls", "sys_exit_sendfile64"),
-    ("enter_connect", "syscalls", "sys_enter_connect"),
-    ("exit_connect", "syscalls", "sys_exit_connect"),
-    ("enter_accept", "syscalls", "sys_enter_accept"),
-    ("exit_accept", "syscalls", "sys_exit_accept"),
-    ("enter_accept4", "syscalls", "sys_enter_accept4"),
-    ("exit_accept4", "syscalls", "sys_exit_accept4"),
-    ("enter_close", "syscalls", "sys_enter_close"),
-    ("sock_set_state", "sock", "inet_sock_set_state"),
-];
-
-/// Where CO-RE relocations get the kernel's type information from.
+/// Where CO-RE relocations get the kernel's type information from. The loader does not care how
+/// a file came to be (an archive, or generated from headers): the plan decided, and the file was
+/// checked against this kernel before it got here (see [`crate::btf_check`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BtfSource {
     /// The running kernel's own, /sys/kernel/btf/vmlinux.
     Kernel,
-    /// A BTF file for this kernel from elsewhere (an archive, or generated on the node).
+    /// A BTF file for this kernel from elsewhere.
     File(PathBuf),
+}
+
+impl BtfSource {
+    pub fn describe(&self) -> String {
+        match self {
+            BtfSource::Kernel => "kernel BTF".to_string(),
+            BtfSource::File(p) => format!("BTF {}", p.display()),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct CaptureConfig {
     /// Payload bytes captured per syscall; at most [`wire::MAX_CAPTURE`].
     pub capture_bytes: u32,
-    /// Ring buffer size in bytes: a power of two, a multiple of the page size.
+    /// Buffer size in bytes: a power of two, a multiple of the page size. The ring buffer is one
+    /// buffer this size; perf buffers share it out per CPU.
     pub ring_bytes: u32,
     pub btf: BtfSource,
+    pub buffer: Buffer,
 }
 
 impl Default for CaptureConfig {
     fn default() -> Self {
-        CaptureConfig { capture_bytes: 4096, ring_bytes: 8 << 20, btf: BtfSource::Kernel }
+        CaptureConfig { capture_bytes: 4096, ring_bytes: 8 << 20, btf: BtfSource::Kernel, buffer: Buffer::RingBuffer }
     }
 }
 
@@ -91,16 +63,16 @@ pub enum CaptureError {
          never loads them unrelocated. The kernel needs CONFIG_DEBUG_INFO_BTF=y, or a BTF file for it"
     )]
     NoBtf { path: String, error: String },
-    #[error("loading the BPF object failed: {0}")]
-    Object(String),
+    #[error("loading the BPF object {object} failed: {error}")]
+    Object { object: &'static str, error: String },
     #[error("the kernel's verifier rejected program {program}: {error}\n--- verifier log ---\n{log}")]
     Verifier { program: String, error: String, log: String },
     #[error("attaching {program} to tracepoint {tracepoint} failed: {error}")]
     Attach { program: String, tracepoint: String, error: String },
     #[error("the BPF object lacks map {0}: the object and this binary disagree")]
     MissingMap(&'static str),
-    #[error("ring buffer: {0}")]
-    Ring(String),
+    #[error("{buffer}: {error}")]
+    Buffer { buffer: &'static str, error: String },
 }
 
 impl CaptureError {
@@ -110,13 +82,34 @@ impl CaptureError {
     }
 }
 
+/// `struct strata_config` as aya writes it (global data or the config map).
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct ProgramConfig(wire::Config);
+
+// SAFETY: plain integers, every bit pattern valid, no padding (asserted by tests/wire_layout.rs).
+unsafe impl aya::Pod for ProgramConfig {}
+
+/// The batch buffer's first allocation; it grows for bigger batches.
+const BATCH_BYTES: usize = 256 << 10;
+
+enum Reader {
+    Ring(AsyncFd<RingBuf<MapData>>),
+    Perf(PerfReader),
+}
+
 /// A running CO-RE capture.
 pub struct Capture {
-    ring: AsyncFd<RingBuf<MapData>>,
+    reader: Reader,
     lost: PerCpuArray<MapData, u64>,
     lost_reported: [u64; wire::LOST_SLOTS as usize],
+    /// Kernel-side emit failures already reported, and perf records the kernel said it dropped:
+    /// see [`Capture::take_losses`].
+    perf_lost_reported: u64,
     undecodable: u64,
     undecodable_reported: u64,
+    /// Optional programs left out, with why.
+    pub skipped: Vec<(String, String)>,
     // Programs and links; detached when this is dropped or taken by `detach`.
     ebpf: Option<Ebpf>,
 }
@@ -132,98 +125,162 @@ impl Capture {
         }
         preflight::check_capabilities()?;
         let events = preflight::ensure_tracefs()?;
-        preflight::check_tracepoints(&events, PROBES.iter().map(|(_, c, n)| (*c, *n)))?;
+        preflight::check_tracepoints(&events, crate::objects::required_tracepoints())?;
         preflight::raise_memlock_rlimit();
 
+        let object = CaptureObject::for_buffer(cfg.buffer);
         let btf = load_btf(&cfg.btf)?;
-        let self_tgid = std::process::id();
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
-            .override_global("capture_bytes", &cfg.capture_bytes, true)
-            .override_global("self_tgid", &self_tgid, true)
-            .map_max_entries("events", cfg.ring_bytes)
-            .load(CORE_RINGBUF_OBJECT)
-            .map_err(|e| CaptureError::Object(error_chain(&e)))?;
-
-        for (prog, category, tp) in PROBES {
-            let program: &mut TracePoint = ebpf
-                .program_mut(prog)
-                .ok_or_else(|| CaptureError::Object(format!("program {prog} not in object")))?
-                .try_into()
-                .map_err(|e| CaptureError::Object(format!("{prog}: {e}")))?;
-            program.load().map_err(|e| verifier_error(prog, e))?;
-            program.attach(category, tp).map_err(|e| CaptureError::Attach {
-                program: prog.to_string(),
-                tracepoint: format!("{category}:{tp}"),
-                error: error_chain(&e),
-            })?;
+        let config = ProgramConfig(wire::Config { capture_bytes: cfg.capture_bytes, self_tgid: std::process::id() });
+        let mut loader = EbpfLoader::new();
+        loader.btf(Some(&btf));
+        if cfg.buffer == Buffer::RingBuffer {
+            loader.override_global("strata_cfg", &config, true).map_max_entries("events", cfg.ring_bytes);
+        }
+        let mut ebpf = loader
+            .load(object.bytes)
+            .map_err(|e| CaptureError::Object { object: object.file, error: error_chain(&e) })?;
+        if cfg.buffer == Buffer::PerfBuffer {
+            // Before any program runs: a zeroed configuration would trace the agent itself.
+            let map = ebpf.map_mut("config_map").ok_or(CaptureError::MissingMap("config_map"))?;
+            let mut array: Array<_, ProgramConfig> =
+                Array::try_from(map).map_err(|e| CaptureError::Object { object: object.file, error: e.to_string() })?;
+            array
+                .set(0, config, 0)
+                .map_err(|e| CaptureError::Object { object: object.file, error: format!("writing config_map: {e}") })?;
         }
 
-        let ring = RingBuf::try_from(ebpf.take_map("events").ok_or(CaptureError::MissingMap("events"))?)
-            .map_err(|e| CaptureError::Ring(e.to_string()))?;
-        // SAFETY: the RingBuf owns the map fd for as long as the AsyncFd owns the RingBuf, and
-        // its as_raw_fd always returns that fd.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-            .map_err(|e| CaptureError::Ring(e.to_string()))?;
+        let mut skipped = Vec::new();
+        for probe in PROBES {
+            let Some(program) = ebpf.program_mut(probe.program) else {
+                if probe.optional {
+                    skipped.push((probe.program.to_string(), format!("not in {}", object.file)));
+                    continue;
+                }
+                return Err(CaptureError::Object {
+                    object: object.file,
+                    error: format!("program {} not in object", probe.program),
+                });
+            };
+            let program: &mut TracePoint = program
+                .try_into()
+                .map_err(|e| CaptureError::Object { object: object.file, error: format!("{}: {e}", probe.program) })?;
+            if probe.optional && !events.join(probe.category).join(probe.tracepoint).is_dir() {
+                skipped.push((
+                    probe.program.to_string(),
+                    format!("tracepoint {}:{} missing from this kernel", probe.category, probe.tracepoint),
+                ));
+                continue;
+            }
+            let attached = program
+                .load()
+                .map_err(|e| verifier_error(probe.program, e))
+                .and_then(|()| {
+                    program.attach(probe.category, probe.tracepoint).map(|_| ()).map_err(|e| CaptureError::Attach {
+                        program: probe.program.to_string(),
+                        tracepoint: format!("{}:{}", probe.category, probe.tracepoint),
+                        error: error_chain(&e),
+                    })
+                });
+            match attached {
+                Ok(()) => {}
+                Err(e) if probe.optional => skipped.push((probe.program.to_string(), first_line(&e.to_string()))),
+                Err(e) => return Err(e),
+            }
+        }
+        for (program, why) in &skipped {
+            log::info!("optional program {program} left out: {why}");
+        }
+
+        let events_map = ebpf.take_map("events").ok_or(CaptureError::MissingMap("events"))?;
+        let reader = match cfg.buffer {
+            Buffer::RingBuffer => {
+                let ring = RingBuf::try_from(events_map)
+                    .map_err(|e| CaptureError::Buffer { buffer: "ring buffer", error: e.to_string() })?;
+                // SAFETY: the RingBuf owns the map fd for as long as the AsyncFd owns the RingBuf,
+                // and its as_raw_fd always returns that fd.
+                let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+                    .map_err(|e| CaptureError::Buffer { buffer: "ring buffer", error: e.to_string() })?;
+                Reader::Ring(ring)
+            }
+            Buffer::PerfBuffer => {
+                Reader::Perf(
+                    PerfReader::open(events_map, cfg.ring_bytes as usize)
+                        .map_err(|e| CaptureError::Buffer { buffer: "perf buffer", error: e.to_string() })?,
+                )
+            }
+        };
         let lost = PerCpuArray::try_from(ebpf.take_map("lost").ok_or(CaptureError::MissingMap("lost"))?)
-            .map_err(|e| CaptureError::Ring(e.to_string()))?;
+            .map_err(|e| CaptureError::Buffer { buffer: "lost counters", error: e.to_string() })?;
         Ok(Capture {
-            ring,
+            reader,
             lost,
             lost_reported: [0; wire::LOST_SLOTS as usize],
+            perf_lost_reported: 0,
             undecodable: 0,
             undecodable_reported: 0,
+            skipped,
             ebpf: Some(ebpf),
         })
     }
 
     /// Waits until records are available, then appends up to `max` decoded events to `out`.
+    /// Records are copied out of the kernel's buffer once, into one batch buffer, and decoded as
+    /// slices of it: no allocation per event.
     pub async fn next_batch(&mut self, out: &mut Vec<Event>, max: usize) -> std::io::Result<()> {
-        let mut guard = self.ring.readable_mut().await?;
-        let ring = guard.get_inner_mut();
-        let mut n = 0;
-        while n < max {
-            let Some(item) = ring.next() else { break };
-            match decode(&item) {
-                Ok(ev) => out.push(ev),
-                Err(e) => {
-                    self.undecodable += 1;
-                    log::warn!("undecodable record of {} bytes: {e}", item.len());
+        let mut batch = RecordBatch::with_capacity(BATCH_BYTES);
+        match &mut self.reader {
+            Reader::Ring(ring) => {
+                let mut guard = ring.readable_mut().await?;
+                let ring = guard.get_inner_mut();
+                while batch.len() < max {
+                    let Some(item) = ring.next() else { break };
+                    batch.push(&item);
+                }
+                if batch.len() < max {
+                    // Drained: wait for the next epoll wake-up.
+                    guard.clear_ready();
                 }
             }
-            n += 1;
+            Reader::Perf(perf) => perf.next_batch(max, |bytes| batch.push(bytes)).await?,
         }
-        if n < max {
-            // Drained: wait for the next epoll wake-up.
-            guard.clear_ready();
-        }
+        self.decode(batch, out);
         Ok(())
     }
 
-    /// Detaches and unloads every program: no new records are made. What the ring buffer still
-    /// holds can be read with [`Capture::drain`].
+    /// Detaches and unloads every program: no new records are made. What the buffers still hold
+    /// can be read with [`Capture::drain`].
     pub fn detach(&mut self) {
         self.ebpf = None;
     }
 
-    /// Appends every record the ring buffer holds now, without waiting.
+    /// Appends every record the buffers hold now, without waiting.
     pub fn drain(&mut self, out: &mut Vec<Event>) {
-        let ring = self.ring.get_mut();
-        while let Some(item) = ring.next() {
-            match decode(&item) {
-                Ok(ev) => out.push(ev),
-                Err(e) => {
-                    self.undecodable += 1;
-                    log::warn!("undecodable record of {} bytes: {e}", item.len());
+        let mut batch = RecordBatch::with_capacity(BATCH_BYTES);
+        match &mut self.reader {
+            Reader::Ring(ring) => {
+                let ring = ring.get_mut();
+                while let Some(item) = ring.next() {
+                    batch.push(&item);
                 }
             }
+            Reader::Perf(perf) => perf.drain_all(|bytes| batch.push(bytes)),
         }
+        self.decode(batch, out);
+    }
+
+    fn decode(&mut self, batch: RecordBatch, out: &mut Vec<Event>) {
+        let undecodable = &mut self.undecodable;
+        batch.decode_into(out, |len, e| {
+            *undecodable += 1;
+            log::warn!("undecodable record of {len} bytes: {e}");
+        });
     }
 
     /// Loss events for records lost since the last call (kernel buffer full, pairing map full,
-    /// undecodable records), stamped `now_ns`.
+    /// messages beyond the per-call limit, undecodable records), stamped `now_ns`.
     pub fn take_losses(&mut self, now_ns: u64) -> Vec<Event> {
         let mut out = vec![];
+        let mut emit_failures = 0;
         for (slot, source) in LossSource::KERNEL_SLOTS.iter().enumerate() {
             let total = match self.lost.get(&(slot as u32), 0) {
                 Ok(per_cpu) => per_cpu.iter().sum::<u64>(),
@@ -232,10 +289,25 @@ impl Capture {
                     continue;
                 }
             };
+            if source.is_buffer_full() {
+                emit_failures += total;
+            }
             let delta = total.saturating_sub(self.lost_reported[slot]);
             self.lost_reported[slot] = total;
             if delta > 0 {
                 out.push(Event::loss(now_ns, *source, delta));
+            }
+        }
+        // A full perf buffer is seen twice where the kernel both fails the program's
+        // bpf_perf_event_output (counted above, by kind) and later writes PERF_RECORD_LOST. Kernels
+        // whose helper does not report the failure leave only the second: report what the kernel
+        // dropped beyond what the programs counted, so nothing is counted twice or missed.
+        if let Reader::Perf(perf) = &self.reader {
+            let unexplained = perf.lost_samples.saturating_sub(emit_failures);
+            let delta = unexplained.saturating_sub(self.perf_lost_reported);
+            self.perf_lost_reported = self.perf_lost_reported.max(unexplained);
+            if delta > 0 {
+                out.push(Event::loss(now_ns, LossSource::KernelPerfBuffer, delta));
             }
         }
         let delta = self.undecodable - self.undecodable_reported;
@@ -245,9 +317,18 @@ impl Capture {
         }
         out
     }
+
+    /// The loaded programs' kernel ids and names (for run-time statistics).
+    pub fn program_ids(&self) -> Vec<(String, u32)> {
+        let Some(ebpf) = &self.ebpf else { return vec![] };
+        ebpf.programs()
+            .filter_map(|(name, p)| p.info().ok().map(|i| (name.to_string(), i.id())))
+            .collect()
+    }
 }
 
-fn load_btf(src: &BtfSource) -> Result<Btf, CaptureError> {
+/// Reads the BTF the relocations use.
+pub fn load_btf(src: &BtfSource) -> Result<Btf, CaptureError> {
     let (path, res) = match src {
         BtfSource::Kernel => ("/sys/kernel/btf/vmlinux".to_string(), Btf::from_sys_fs()),
         BtfSource::File(p) => (p.display().to_string(), Btf::parse_file(p, Endianness::default())),
@@ -262,11 +343,15 @@ fn verifier_error(program: &str, e: aya::programs::ProgramError) -> CaptureError
             error: io_error.to_string(),
             log: verifier_log.to_string(),
         },
-        other => CaptureError::Object(format!("{program}: {}", error_chain(&other))),
+        other => CaptureError::Object { object: "capture object", error: format!("{program}: {}", error_chain(&other)) },
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_string()
+}
+
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(inner) = cur {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use probes_core::loader::{CORE_PERFBUF_OBJECT, CORE_RINGBUF_OBJECT, OBJECT_ORIGIN};
+use probes_core::objects::{BTF_CHECK_OBJECT, OBJECT_ORIGIN, PERFBUF_OBJECT, RINGBUF_OBJECT};
 
 #[test]
 fn committed_objects_match_sources() {
@@ -13,11 +13,13 @@ fn committed_objects_match_sources() {
          check them against the sources: install clang-16 and llvm-16 (Debian packages) and rebuild"
     );
     let prebuilt = Path::new(env!("CARGO_MANIFEST_DIR")).join("bpf/prebuilt");
-    for (name, built) in [("strata.bpf.o", CORE_RINGBUF_OBJECT), ("strata_perfbuf.bpf.o", CORE_PERFBUF_OBJECT)] {
+    for (name, built) in
+        [("strata.bpf.o", RINGBUF_OBJECT), ("strata_perfbuf.bpf.o", PERFBUF_OBJECT), ("btf_check.bpf.o", BTF_CHECK_OBJECT)]
+    {
         let committed = std::fs::read(prebuilt.join(name)).unwrap_or_else(|e| panic!("bpf/prebuilt/{name}: {e}"));
         assert!(
             committed == built,
-            "bpf/prebuilt/{name} differs from what bpf/strata.bpf.c builds: run \
+            "bpf/prebuilt/{name} differs from what its source in bpf/ builds: run \
              `STRATA_BPF_UPDATE_COMMITTED=1 cargo build -p probes-core` and commit the result"
         );
     }

@@ -5,7 +5,7 @@ use std::mem::{offset_of, size_of};
 use std::path::Path;
 use std::process::Command;
 
-use probes_core::wire::*;
+use strata_event::wire::*;
 
 macro_rules! rust_layout {
     ($($ty:ident => $cname:literal { $($field:ident),* }),* $(,)?) => {{
@@ -23,6 +23,7 @@ fn c_program() -> String {
         "#include <stdio.h>\n#include <stddef.h>\n#include <linux/types.h>\n#include \"event.h\"\nint main(void) {\n",
     );
     let fields: &[(&str, &[&str])] = &[
+        ("strata_config", &["capture_bytes", "self_tgid"]),
         ("strata_endpoint", &["family", "port", "addr"]),
         ("strata_header", &["kind", "tgid", "tid", "fd", "sock_id", "ts_ns", "comm"]),
         ("strata_socket", &["protocol", "role", "_pad0", "local", "remote"]),
@@ -78,6 +79,7 @@ fn event_h_and_wire_rs_agree_on_every_offset() {
     let c_lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
 
     let mut rust = rust_layout!(
+        Config => "strata_config" { capture_bytes, self_tgid },
         Endpoint => "strata_endpoint" { family, port, addr },
         Header => "strata_header" { kind, tgid, tid, fd, sock_id, ts_ns, comm },
         Socket => "strata_socket" { protocol, role, _pad0, local, remote },

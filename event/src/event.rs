@@ -5,7 +5,9 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Deref;
 
+use bytes::Bytes;
 use serde::{Serialize, Serializer};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -16,7 +18,7 @@ pub struct Event {
     pub pid: u32,
     pub tid: u32,
     /// The task's command name (at most 15 bytes, as the kernel keeps it).
-    pub comm: String,
+    pub comm: Comm,
     /// The socket's file descriptor in that process (-1 where the kernel did not say).
     pub fd: i32,
     /// The socket's inode number: with pid and fd it tells a reused fd from the previous socket.
@@ -32,7 +34,7 @@ impl Event {
             ts_ns,
             pid: 0,
             tid: 0,
-            comm: String::new(),
+            comm: Comm::default(),
             fd: -1,
             sock_id: 0,
             kind: EventKind::Loss(Loss { source, count }),
@@ -231,6 +233,12 @@ pub enum LossSource {
     KernelState,
     /// The kernel's enter/exit pairing map was full: a syscall went untraced.
     KernelPending,
+    /// Messages of one sendmmsg/recvmmsg beyond the first four (or whose headers could not be
+    /// read): not recorded, counted here.
+    KernelMmsg,
+    /// The kernel dropped records from a full per-CPU perf buffer (perf-buffer transport) beyond
+    /// those the programs counted by kind.
+    KernelPerfBuffer,
     /// A record arrived that could not be decoded (see the log for why).
     Undecodable,
     /// The perf ring of a CPU overran (perf-event tier): samples were dropped by the kernel.
@@ -247,19 +255,107 @@ pub enum LossSource {
 
 impl LossSource {
     /// The kernel-side `lost` map slots, in their `enum strata_lost_slot` order.
-    pub const KERNEL_SLOTS: [LossSource; 5] = [
+    pub const KERNEL_SLOTS: [LossSource; 6] = [
         LossSource::KernelOpen,
         LossSource::KernelData,
         LossSource::KernelClose,
         LossSource::KernelState,
         LossSource::KernelPending,
+        LossSource::KernelMmsg,
     ];
+
+    /// Records the kernel made but could not put into a full buffer.
+    pub fn is_buffer_full(self) -> bool {
+        matches!(self, LossSource::KernelOpen | LossSource::KernelData | LossSource::KernelClose | LossSource::KernelState)
+    }
 }
 
-/// Captured bytes. In JSON they read as text with everything that is not printable ASCII
-/// escaped (`\r`, `\n`, `\t`, `\\`, `\xNN`): lossless, and a request line stays readable.
+/// A task's command name, kept inline as the kernel does (16 bytes): no allocation per event.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Comm {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl Comm {
+    /// The name up to its first NUL (at most 16 bytes); bytes that are not UTF-8 become U+FFFD
+    /// when shown, never an error.
+    pub fn from_bytes(raw: &[u8]) -> Comm {
+        let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len()).min(16)];
+        let mut bytes = [0u8; 16];
+        bytes[..raw.len()].copy_from_slice(raw);
+        Comm { bytes, len: raw.len() as u8 }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    /// The name as text (lossy).
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(self.as_bytes())
+    }
+}
+
+impl From<&str> for Comm {
+    fn from(s: &str) -> Comm {
+        // Cut at a character boundary so the name stays valid UTF-8.
+        let mut end = s.len().min(16);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        Comm::from_bytes(&s.as_bytes()[..end])
+    }
+}
+
+impl PartialEq<&str> for Comm {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl Serialize for Comm {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_str())
+    }
+}
+
+/// Captured bytes: a slice of the batch they arrived in (shared, reference-counted), so decoding
+/// copies nothing per event. In JSON they read as text with everything that is not printable
+/// ASCII escaped (`\r`, `\n`, `\t`, `\\`, `\xNN`): lossless, and a request line stays readable.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Payload(pub Vec<u8>);
+pub struct Payload(pub Bytes);
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Payload {
+        Payload(Bytes::from(v))
+    }
+}
+
+impl From<&[u8]> for Payload {
+    fn from(v: &[u8]) -> Payload {
+        Payload(Bytes::copy_from_slice(v))
+    }
+}
+
+impl Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 impl Payload {
     pub fn escaped(&self) -> String {
@@ -305,7 +401,7 @@ impl Payload {
             }
             i += 2;
         }
-        Some(Payload(out))
+        Some(Payload::from(out))
     }
 }
 
@@ -328,10 +424,19 @@ mod tests {
     #[test]
     fn payload_escaping_round_trips_every_byte() {
         let all: Vec<u8> = (0..=255u8).chain(b"GET / HTTP/1.1\r\n".iter().copied()).collect();
-        let p = Payload(all.clone());
+        let p = Payload::from(all.clone());
         let text = p.escaped();
         assert!(text.ends_with("GET / HTTP/1.1\\r\\n"));
-        assert_eq!(Payload::unescape(&text), Some(Payload(all)));
+        assert_eq!(Payload::unescape(&text), Some(Payload::from(all)));
+    }
+
+    #[test]
+    fn comm_is_cut_like_the_kernel_cuts_it() {
+        assert_eq!(Comm::from_bytes(b"curl\0\0junk"), "curl");
+        assert_eq!(Comm::from("a-very-long-process-name").as_bytes().len(), 16);
+        // Not cut inside a character.
+        assert_eq!(Comm::from("aaaaaaaaaaaaaaa\u{e9}").as_str(), "aaaaaaaaaaaaaaa");
+        assert_eq!(serde_json::to_string(&Comm::from("nginx")).unwrap(), "\"nginx\"");
     }
 
     #[test]

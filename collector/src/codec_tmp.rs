@@ -103,7 +103,8 @@ pub fn decode(buf: &[u8], base_offset: usize) -> Result<Option<(Event, usize)>, 
 /// Larger than any record strata makes (payloads are capped at 8 KiB).
 const MAX_RECORD: usize = 1 << 20;
 
-const LOSS_SOURCES: [LossSource; 10] = [
+/// Loss sources by their code in the file: append only, never reorder.
+const LOSS_SOURCES: [LossSource; 12] = [
     LossSource::KernelOpen,
     LossSource::KernelData,
     LossSource::KernelClose,
@@ -114,6 +115,8 @@ const LOSS_SOURCES: [LossSource; 10] = [
     LossSource::PerfPending,
     LossSource::PerfUnreadable,
     LossSource::PerfUnresolved,
+    LossSource::KernelMmsg,
+    LossSource::KernelPerfBuffer,
 ];
 
 fn syscall_code(s: Syscall) -> u8 {

@@ -14,7 +14,7 @@ pub const KIND_DATA: u32 = 2;
 pub const KIND_CLOSE: u32 = 3;
 pub const KIND_STATE: u32 = 4;
 
-pub const LOST_SLOTS: u32 = 5;
+pub const LOST_SLOTS: u32 = 6;
 
 pub const FLAG_TRUNCATED: u8 = 1;
 pub const FLAG_PEER_FROM_MSG: u8 = 2;
@@ -23,6 +23,14 @@ pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+
+/// `struct strata_config`: what the loader tells the programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    pub capture_bytes: u32,
+    pub self_tgid: u32,
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

@@ -5,6 +5,8 @@
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use bytes::Bytes;
+
 use crate::event::*;
 use crate::wire;
 
@@ -36,7 +38,10 @@ fn read<T: Copy>(bytes: &[u8], kind: &'static str) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
-pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+/// Decodes one record. The payload is a slice of `record` (no copy): decode records out of one
+/// batch buffer and a batch costs one allocation, not one per event.
+pub fn decode(record: &Bytes) -> Result<Event, DecodeError> {
+    let bytes: &[u8] = record;
     let hdr: wire::Header = read(bytes, "common")?;
     let kind = match hdr.kind {
         wire::KIND_OPEN => {
@@ -51,9 +56,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         wire::KIND_DATA => {
             let ev: wire::DataEvent = read(bytes, "data")?;
-            let payload = &bytes[size_of::<wire::DataEvent>()..];
-            if payload.len() < ev.captured_len as usize {
-                return Err(DecodeError::PayloadLength { claimed: ev.captured_len, present: payload.len() });
+            let start = size_of::<wire::DataEvent>();
+            let present = bytes.len() - start;
+            if present < ev.captured_len as usize {
+                return Err(DecodeError::PayloadLength { claimed: ev.captured_len, present });
             }
             let direction = match ev.direction {
                 1 => Direction::Egress,
@@ -66,7 +72,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 syscall,
                 direction,
                 byte_count: ev.byte_count,
-                payload: Payload(payload[..ev.captured_len as usize].to_vec()),
+                payload: Payload(record.slice(start..start + ev.captured_len as usize)),
                 truncated: ev.flags & wire::FLAG_TRUNCATED != 0,
                 peer_from_msg: ev.flags & wire::FLAG_PEER_FROM_MSG != 0,
                 payload_stale: false,
@@ -98,16 +104,11 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         ts_ns: hdr.ts_ns,
         pid: hdr.tgid,
         tid: hdr.tid,
-        comm: comm(&hdr.comm),
+        comm: Comm::from_bytes(&hdr.comm),
         fd: hdr.fd,
         sock_id: hdr.sock_id,
         kind,
     })
-}
-
-fn comm(raw: &[u8; wire::COMM_LEN]) -> String {
-    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..end]).into_owned()
 }
 
 fn connection(s: &wire::Socket) -> Result<Connection, DecodeError> {
@@ -149,7 +150,7 @@ mod tests {
         wire::Endpoint { family: wire::AF_INET, port, addr }
     }
 
-    fn data_record(payload: &[u8], byte_count: u64, flags: u8) -> Vec<u8> {
+    fn data_record(payload: &[u8], byte_count: u64, flags: u8) -> Bytes {
         let mut ev = wire::DataEvent::default();
         ev.hdr.kind = wire::KIND_DATA;
         ev.hdr.tgid = 42;
@@ -173,7 +174,7 @@ mod tests {
         ev.flags = flags;
         let mut bytes = as_bytes(&ev);
         bytes.extend_from_slice(payload);
-        bytes
+        Bytes::from(bytes)
     }
 
     #[test]
@@ -186,7 +187,7 @@ mod tests {
         assert_eq!(d.conn.remote, "127.0.0.1:80".parse().unwrap());
         assert_eq!(d.conn.role, Role::Client);
         assert_eq!(d.direction, Direction::Egress);
-        assert_eq!(d.payload.0, b"GET / HTTP/1.1\r\n");
+        assert_eq!(&*d.payload, b"GET / HTTP/1.1\r\n");
         assert!(!d.truncated);
         assert_eq!((d.enter_ns, d.exit_ns), (1_000, 2_000));
     }
@@ -204,21 +205,21 @@ mod tests {
     fn every_prefix_of_a_record_is_an_error_not_a_panic() {
         let rec = data_record(b"hello", 5, 0);
         for n in 0..rec.len() {
-            assert!(decode(&rec[..n]).is_err(), "prefix of {n} bytes decoded");
+            assert!(decode(&rec.slice(..n)).is_err(), "prefix of {n} bytes decoded");
         }
         assert!(decode(&rec).is_ok());
     }
 
     #[test]
     fn garbage_fields_are_named() {
-        let mut rec = data_record(b"", 0, 0);
+        let mut rec = data_record(b"", 0, 0).to_vec();
         rec[0] = 99;
-        assert_eq!(decode(&rec), Err(DecodeError::UnknownKind(99)));
+        assert_eq!(decode(&Bytes::from(rec)), Err(DecodeError::UnknownKind(99)));
         let mut ev = wire::OpenEvent::default();
         ev.hdr.kind = wire::KIND_OPEN;
         ev.sock.protocol = wire::IPPROTO_TCP;
         ev.sock.local.family = 1; // AF_UNIX
         ev.syscall = 12;
-        assert_eq!(decode(&as_bytes(&ev)), Err(DecodeError::Family(1)));
+        assert_eq!(decode(&Bytes::from(as_bytes(&ev))), Err(DecodeError::Family(1)));
     }
 }
