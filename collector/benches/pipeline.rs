@@ -16,7 +16,7 @@ use collector::pipeline::{detect, Pipeline};
 use collector::telemetry::semconv::Converger;
 use collector::telemetry::store::MetricStore;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use probes_core::event::{Direction, Event, EventKind, Role, Transport};
+use strata_event::{Direction, Event, EventKind, Role, Transport};
 use protocols::message::{Protocol, Side};
 
 fn fixtures() -> Vec<(String, Vec<Event>)> {

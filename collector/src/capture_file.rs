@@ -10,7 +10,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use probes_core::codec::{self, CodecError, CODEC_VERSION};
-use probes_core::Event;
+use strata_event::Event;
 
 use crate::output::{EventSink, WallClock};
 

@@ -350,7 +350,7 @@ fn start(tier: TierArg, args: &CaptureArgs) -> Result<LiveSource, SourceError> {
     }
 }
 
-fn write_all(sink: &mut dyn EventSink, batch: &mut Vec<probes_core::Event>) -> Result<(), RunError> {
+fn write_all(sink: &mut dyn EventSink, batch: &mut Vec<strata_event::Event>) -> Result<(), RunError> {
     for ev in batch.drain(..) {
         sink.write_event(&ev).map_err(RunError::Output)?;
     }

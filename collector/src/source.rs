@@ -1,7 +1,7 @@
 //! Where events come from: one interface over every capture tier.
 
 use probes_core::loader::{Capture, CaptureConfig, CaptureError};
-use probes_core::Event;
+use strata_event::Event;
 use probes_legacy::capture::{PerfConfig, PerfError, PerfEventCapture};
 
 /// A running live capture of one tier.

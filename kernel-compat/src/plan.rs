@@ -55,8 +55,30 @@ impl Tier {
         }
     }
 
-    fn is_bpf(self) -> bool {
+    /// The CO-RE BPF tiers: one object, relocated with a BTF from one of three places.
+    pub fn is_bpf(self) -> bool {
         matches!(self, Tier::Core | Tier::ArchivedBtf | Tier::HostCompiled)
+    }
+
+    /// The tier named `name` (as `name()` spells it).
+    pub fn from_name(name: &str) -> Option<Tier> {
+        Tier::PREFERENCE.into_iter().chain([Tier::None]).find(|t| t.name() == name)
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Tier {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Tier, String> {
+        Tier::from_name(s).ok_or_else(|| {
+            let names: Vec<&str> = Tier::PREFERENCE.iter().map(|t| t.name()).collect();
+            format!("{s}: not a tier (one of {})", names.join(", "))
+        })
     }
 }
 
@@ -104,9 +126,9 @@ pub enum Fidelity {
 pub struct BuiltTiers(Vec<Tier>);
 
 impl BuiltTiers {
-    /// What this release ships: `core` and `perf-event`.
+    /// What this release ships.
     pub fn current() -> Self {
-        BuiltTiers(vec![Tier::Core, Tier::PerfEvent])
+        BuiltTiers(vec![Tier::Core, Tier::ArchivedBtf, Tier::PerfEvent])
     }
 
     /// Every tier, to evaluate the decision logic on its own.
@@ -138,6 +160,10 @@ pub struct Plan {
     pub btf_source: BtfSource,
     /// Every tier better than `tier`, with why it was not chosen, best first.
     pub rejected: Vec<Rejection>,
+    /// Tiers worse than `tier` that could run here too, best first: where `strata run` goes when
+    /// the chosen tier fails to load after all.
+    #[serde(default)]
+    pub fallbacks: Vec<Tier>,
     /// Things worth knowing that did not decide anything (optional features missing, probes
     /// that could not be run).
     pub notes: Vec<String>,
@@ -194,8 +220,13 @@ pub fn plan(facts: &Facts, built: &BuiltTiers) -> Plan {
         }
         rejected.push(Rejection { tier, reasons });
     }
+    let fallbacks = Tier::PREFERENCE
+        .into_iter()
+        .filter(|t| *t > chosen && built.contains(*t) && node.blockers(*t).is_empty())
+        .collect();
     Plan {
         tier: chosen,
+        fallbacks,
         transport: node.transport(chosen),
         btf_source: match chosen {
             Tier::Core => BtfSource::Kernel,
@@ -284,6 +315,7 @@ impl<'a> Node<'a> {
             }
             Tier::ArchivedBtf => {
                 let mut r = self.bpf_blockers();
+                r.extend(self.own_btf());
                 if let Some(missing) = self.archive_missing() {
                     r.push(missing);
                 }
@@ -291,6 +323,7 @@ impl<'a> Node<'a> {
             }
             Tier::HostCompiled => {
                 let mut r = self.bpf_blockers();
+                r.extend(self.own_btf());
                 if self.f.toolchain.clang.is_none() {
                     r.push("clang not found on PATH (looked for clang, clang-10 .. clang-30): install clang in the agent image".into());
                 }
@@ -303,6 +336,16 @@ impl<'a> Node<'a> {
             Tier::PerfEvent => self.perf_event_blockers(),
             Tier::None => Vec::new(),
         }
+    }
+
+    /// A BTF from elsewhere is for kernels without their own: where the kernel has one, the
+    /// core tier uses it (a failure there would fail the same way with another BTF).
+    fn own_btf(&self) -> Option<String> {
+        self.f
+            .btf
+            .vmlinux
+            .is_supported()
+            .then(|| "the kernel has its own BTF, which the core tier uses".to_string())
     }
 
     /// Requirements shared by the three BPF tiers.
@@ -410,7 +453,7 @@ impl<'a> Node<'a> {
         let missing: Vec<String> = tracing
             .tracepoints
             .iter()
-            .filter(|t| wanted(&t.category) && t.present == Some(false))
+            .filter(|t| !t.optional && wanted(&t.category) && t.present == Some(false))
             .map(|t| format!("{}:{}", t.category, t.name))
             .collect();
         if missing.is_empty() {
@@ -439,10 +482,15 @@ impl<'a> Node<'a> {
     /// The archive requirement, said the same way whether it blocks or not.
     fn archive_need(&self) -> String {
         match &self.f.btf_archive_hint {
-            Some(h) if h.available => match &h.location {
-                Some(loc) => format!("uses the BTF archive entry for {} at {loc}", self.distro_and_release()),
-                None => format!("uses the BTF archive entry for {}", self.distro_and_release()),
-            },
+            Some(h) if h.available => {
+                let from = h.location.as_ref().map(|l| format!(" from {l}")).unwrap_or_default();
+                let at = match (&h.path, h.cached) {
+                    (Some(p), true) => format!(" (cached at {p})"),
+                    (Some(p), false) => format!(" (fetched, checked against this kernel, cached at {p})"),
+                    (None, _) => String::new(),
+                };
+                format!("uses the BTF for {}{from}{at}", self.distro_and_release())
+            }
             _ => format!("needs a BTF archive for {}", self.distro_and_release()),
         }
     }
@@ -451,7 +499,10 @@ impl<'a> Node<'a> {
     fn archive_missing(&self) -> Option<String> {
         match &self.f.btf_archive_hint {
             Some(h) if h.available => None,
-            Some(_) => Some(format!("{}: the archive has no entry for it", self.archive_need())),
+            Some(h) => Some(match &h.error {
+                Some(e) => format!("{}, and none usable was found: {e}", self.archive_need()),
+                None => format!("{}: the archive has no entry for it", self.archive_need()),
+            }),
             None => {
                 let known = self.f.distro.id.as_deref().is_some_and(|id| ARCHIVED_DISTROS.contains(&id));
                 (!known).then(|| {
@@ -587,6 +638,19 @@ impl<'a> Node<'a> {
         }
         if chosen == Tier::ArchivedBtf {
             notes.push(self.archive_need());
+        }
+        if chosen.is_bpf() {
+            for t in f.tracing.tracepoints.iter().filter(|t| t.optional && t.present == Some(false)) {
+                let history = TRACEPOINT_HISTORY
+                    .iter()
+                    .find(|(name, _)| *name == format!("{}:{}", t.category, t.name))
+                    .map(|(_, h)| format!(" ({h})"))
+                    .unwrap_or_default();
+                notes.push(format!(
+                    "optional tracepoint {}:{} missing{history}: its records (TCP state changes) are left out",
+                    t.category, t.name
+                ));
+            }
         }
         notes
     }

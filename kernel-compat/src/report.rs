@@ -103,6 +103,19 @@ pub fn render_text(facts: &Facts, plan: &Plan) -> String {
             let _ = writeln!(out, "    - {reason}");
         }
     }
+    if !plan.fallbacks.is_empty() {
+        let names: Vec<&str> = plan.fallbacks.iter().map(|t| t.name()).collect();
+        let _ = writeln!(out, "  if it fails to load: {}", names.join(", then "));
+    }
+    if let Some(h) = &facts.btf_archive_hint {
+        let at = h.location.as_deref().unwrap_or("the archive");
+        let _ = match (h.available, &h.path, &h.error) {
+            (true, Some(p), _) => writeln!(out, "BTF from archive: {at}, {} {p}", if h.cached { "cached at" } else { "fetched and cached at" }),
+            (true, None, _) => writeln!(out, "BTF from archive: {at}"),
+            (false, _, Some(e)) => writeln!(out, "BTF from archive: none usable ({e})"),
+            (false, _, None) => writeln!(out, "BTF from archive: none for this kernel at {at}"),
+        };
+    }
     if !plan.notes.is_empty() {
         let _ = writeln!(out, "notes:");
         for note in &plan.notes {
@@ -122,6 +135,8 @@ pub fn render_json(facts: &Facts, plan: &Plan) -> Value {
         "fidelity": plan.fidelity(),
         "exit_code": plan.exit_code(),
         "rejected": plan.rejected,
+        "fallbacks": plan.fallbacks,
+        "btf_archive": facts.btf_archive_hint,
         "notes": plan.notes,
         "features": FEATURES.iter().map(|f| json!({
             "key": f.key,

@@ -34,6 +34,7 @@ impl TempTree {
         let root = |name: &str| self.0.join(name);
         GatherOptions {
             required_tracepoints: vec![("syscalls".into(), "sys_enter_read".into()), ("../..".into(), "/etc".into())],
+            optional_tracepoints: vec![("sock".into(), "inet_sock_set_state".into())],
             proc_root: root("proc"),
             sys_root: root("sys"),
             etc_root: root("etc"),

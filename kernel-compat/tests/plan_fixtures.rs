@@ -1,6 +1,6 @@
 //! The plan on fact sets of real kernels (fixtures/facts/*.json). Each test names the tier it
-//! expects with every tier built (the decision logic on its own) and with today's build (`core`
-//! and `perf-event`), and checks that the reasons name the right thing.
+//! expects with every tier built (the decision logic on its own) and with today's build (`core`,
+//! `archived-btf` and `perf-event`), and checks that the reasons name the right thing.
 
 use kernel_compat::plan::NOT_IN_BUILD;
 use kernel_compat::{plan, report, BtfSource, BuiltTiers, Facts, Fidelity, Plan, Tier, Transport};
@@ -49,11 +49,7 @@ fn centos7_3_10_falls_to_perf_event() {
         (p.transport, p.btf_source, p.fidelity(), p.exit_code()),
         (Transport::PerfEventMmap, BtfSource::None, Fidelity::Degraded, 10)
     );
-    assert_rejected_for(
-        &p,
-        Tier::Core,
-        &["older than 4.14", "verifier is too limited", "kernel BTF missing", "sock:inet_sock_set_state"],
-    );
+    assert_rejected_for(&p, Tier::Core, &["older than 4.14", "verifier is too limited", "kernel BTF missing"]);
     assert_rejected_for(
         &p,
         Tier::HostCompiled,
@@ -82,49 +78,75 @@ fn ubuntu16_04_4_4_uses_the_kernel_module() {
     assert_rejected_for(&today, Tier::Kmod, &[NOT_IN_BUILD]);
 }
 
+/// The fleet's eBPF kernels without BTF: each runs the CO-RE probes with an archived BTF, over a
+/// perf buffer (no ring buffer before 5.8), in today's build as with every tier built.
 #[test]
-fn amazon_linux_2_4_14_without_btf_or_inet_sock_set_state() {
-    let p = plan_all("amzn2-4.14.json");
-    assert_eq!(p.tier, Tier::PerfEvent);
-    assert_rejected_for(
-        &p,
-        Tier::Core,
-        &[
-            "kernel BTF missing: /sys/kernel/btf/vmlinux not found (CONFIG_DEBUG_INFO_BTF is not set)",
-            "sock:inet_sock_set_state",
-        ],
-    );
+fn fleet_kernels_without_btf_plan_archived_btf_over_a_perf_buffer() {
+    for (name, distro_release) in [
+        ("amzn2-4.14.json", "amzn 2 4.14.336-257.562.amzn2.x86_64"),
+        ("ubuntu18.04-4.15.json", "ubuntu 18.04 4.15.0-213-generic"),
+        ("rhel8.1-4.18.json", "rhel 8.1 4.18.0-147.el8.x86_64"),
+        ("debian10-4.19.json", "debian 10 4.19.0-27-amd64"),
+        ("ubuntu20.04-5.4.json", "ubuntu 20.04 5.4.0-216-generic"),
+    ] {
+        for p in [plan_all(name), plan_current(name)] {
+            assert_eq!(
+                (p.tier, p.transport, p.btf_source, p.exit_code()),
+                (Tier::ArchivedBtf, Transport::PerfBuffer, BtfSource::Archive, 0),
+                "{name}: {p:#?}"
+            );
+            assert_rejected_for(&p, Tier::Core, &["kernel BTF missing: /sys/kernel/btf/vmlinux not found"]);
+            assert_eq!(p.rejected.len(), 1, "{name}: only core is better: {p:#?}");
+            assert!(p.notes.iter().any(|n| n.contains("perf buffer")), "{name}: {:#?}", p.notes);
+            assert!(
+                p.notes.iter().any(|n| n.contains(&format!("needs a BTF archive for {distro_release}"))),
+                "{name}: {:#?}",
+                p.notes
+            );
+            // Where it cannot load after all, perf-event takes over.
+            assert!(p.fallbacks.contains(&Tier::PerfEvent), "{name}: {p:#?}");
+        }
+    }
+}
+
+#[test]
+fn amazon_linux_2_4_14_lacks_inet_sock_set_state_which_is_optional() {
+    let p = plan_current("amzn2-4.14.json");
+    assert_eq!(p.tier, Tier::ArchivedBtf);
     // 4.14 itself is new enough: the version must not be the complaint.
     assert!(!p.rejection(Tier::Core).unwrap().reasons.iter().any(|r| r.contains("older than 4.14")));
-    assert_rejected_for(&p, Tier::Kmod, &["kernel headers"]);
+    assert!(
+        p.notes.iter().any(|n| n.contains("optional tracepoint sock:inet_sock_set_state missing") && n.contains("4.16")),
+        "{:#?}",
+        p.notes
+    );
 }
 
 #[test]
-fn ubuntu18_04_4_15_uses_the_kernel_module_with_headers() {
-    let p = plan_all("ubuntu18.04-4.15.json");
-    assert_eq!(p.tier, Tier::Kmod);
-    assert_rejected_for(&p, Tier::Core, &["kernel BTF missing", "sock:inet_sock_set_state arrived in 4.16"]);
-    assert_rejected_for(&p, Tier::HostCompiled, &["clang not found"]);
-}
+fn an_archive_that_failed_names_its_fault_and_the_plan_moves_on() {
+    let mut f = fixture("debian10-4.19.json");
+    f.btf_archive_hint = Some(kernel_compat::facts::BtfArchiveHint {
+        available: false,
+        location: Some("http://127.0.0.1:8081/debian/10/x86_64/4.19.0-27-amd64.btf.tar.xz".into()),
+        error: Some("not a complete xz-compressed tar archive: the download is truncated or corrupt".into()),
+        ..Default::default()
+    });
+    let p = plan(&f, &BuiltTiers::current());
+    assert_eq!(p.tier, Tier::PerfEvent);
+    assert_rejected_for(&p, Tier::ArchivedBtf, &["truncated or corrupt"]);
+    // Only archived-btf's reasons name the archive; core's name its own BTF.
+    assert!(!p.rejection(Tier::Core).unwrap().reasons.iter().any(|r| r.contains("xz")));
 
-#[test]
-fn rhel8_1_4_18_needs_an_archived_btf() {
-    let p = plan_all("rhel8.1-4.18.json");
-    assert_eq!((p.tier, p.transport, p.btf_source), (Tier::ArchivedBtf, Transport::PerfBuffer, BtfSource::Archive));
-    assert_rejected_for(
-        &p,
-        Tier::Core,
-        &["kernel BTF missing: /sys/kernel/btf/vmlinux not found (CONFIG_DEBUG_INFO_BTF is not set)"],
-    );
-    assert_eq!(p.rejected.len(), 1);
-
-    let today = plan_current("rhel8.1-4.18.json");
-    assert_eq!(today.tier, Tier::PerfEvent);
-    assert_rejected_for(
-        &today,
-        Tier::ArchivedBtf,
-        &[NOT_IN_BUILD, "needs a BTF archive for rhel 8.1 4.18.0-147.el8.x86_64"],
-    );
+    f.btf_archive_hint = Some(kernel_compat::facts::BtfArchiveHint {
+        available: true,
+        location: Some("http://127.0.0.1:8081/debian/10/x86_64/4.19.0-27-amd64.btf.tar.xz".into()),
+        path: Some("/var/cache/strata/btf/archive/debian/10/x86_64/4.19.0-27-amd64.btf".into()),
+        cached: true,
+        ..Default::default()
+    });
+    let p = plan(&f, &BuiltTiers::current());
+    assert_eq!(p.tier, Tier::ArchivedBtf);
+    assert!(p.notes.iter().any(|n| n.contains("cached at /var/cache/strata/btf/archive/debian/10")), "{:#?}", p.notes);
 }
 
 #[test]
@@ -232,7 +254,7 @@ fn archived_btf_only_for_distros_archives_cover() {
     assert_ne!(p.tier, Tier::ArchivedBtf);
     assert_rejected_for(&p, Tier::ArchivedBtf, &["needs a BTF archive for myos 8.1 4.18.0-147.el8.x86_64"]);
 
-    f.btf_archive_hint = Some(kernel_compat::facts::BtfArchiveHint { available: true, location: None });
+    f.btf_archive_hint = Some(kernel_compat::facts::BtfArchiveHint { available: true, ..Default::default() });
     assert_eq!(plan(&f, &BuiltTiers::all()).tier, Tier::ArchivedBtf);
 }
 
@@ -264,16 +286,18 @@ fn reports_show_features_decision_and_reasons() {
     let text = report::render_text(&facts, &p);
     assert!(text.contains("✓ bpf() syscall"), "{text}");
     assert!(text.contains("✗ ring buffer map") && text.contains("5.8"), "{text}");
-    assert!(text.contains("decision: tier perf-event (fidelity degraded, exit code 10)"), "{text}");
+    assert!(text.contains("decision: tier archived-btf (fidelity full, exit code 0)"), "{text}");
     assert!(text.contains("core rejected:") && text.contains("kernel BTF missing"), "{text}");
+    assert!(text.contains("if it fails to load: perf-event"), "{text}");
 
     let json = report::render_json(&facts, &p);
     assert_eq!(json["schema_version"], 1);
-    assert_eq!(json["tier"], "perf-event");
-    assert_eq!(json["transport"], "perf-event-mmap");
-    assert_eq!(json["btf_source"], "none");
-    assert_eq!(json["fidelity"], "degraded");
-    assert_eq!(json["exit_code"], 10);
+    assert_eq!(json["tier"], "archived-btf");
+    assert_eq!(json["transport"], "perf-buffer");
+    assert_eq!(json["btf_source"], "archive");
+    assert_eq!(json["fidelity"], "full");
+    assert_eq!(json["exit_code"], 0);
+    assert_eq!(json["fallbacks"][0], "perf-event");
     assert_eq!(json["rejected"][0]["tier"], "core");
     assert!(json["rejected"][0]["reasons"][0].is_string());
     assert_eq!(json["facts"]["kernel"]["release"], "4.14.336-257.562.amzn2.x86_64");

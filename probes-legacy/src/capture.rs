@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use probes_core::event::{Event, LossSource, Syscall};
+use strata_event::{Event, LossSource, Syscall};
 use probes_core::preflight::{self, PreflightError};
 use tokio::sync::mpsc;
 
@@ -173,7 +173,7 @@ impl PerfEventCapture {
     /// Opens every tracepoint on every online CPU and starts the reader thread. Must run inside a
     /// tokio runtime (for the channel's async side only).
     pub fn start(cfg: &PerfConfig) -> Result<PerfEventCapture, PerfError> {
-        if cfg.capture_bytes > probes_core::wire::MAX_CAPTURE {
+        if cfg.capture_bytes > strata_event::wire::MAX_CAPTURE {
             return Err(PerfError::CaptureBytes(cfg.capture_bytes));
         }
         if !cfg.ring_pages.is_power_of_two() {
@@ -491,10 +491,10 @@ impl Host for LiveHost {
         memory::read(pid, addr, len)
     }
     fn read_iovecs(&mut self, pid: u32, iov: u64, count: u64, budget: usize) -> Vec<u8> {
-        memory::read_iovecs(pid, iov, count, budget, probes_core::wire::MAX_IOV as usize)
+        memory::read_iovecs(pid, iov, count, budget, strata_event::wire::MAX_IOV as usize)
     }
     fn iov_total(&mut self, pid: u32, iov: u64, count: u64) -> Option<u64> {
-        memory::iov_total(pid, iov, count, probes_core::wire::MAX_IOV as usize)
+        memory::iov_total(pid, iov, count, strata_event::wire::MAX_IOV as usize)
     }
     fn read_msghdr(&mut self, pid: u32, addr: u64) -> Option<memory::MsgHdr> {
         memory::read_msghdr(pid, addr)

@@ -1,5 +1,5 @@
 //! strata's capture tiers for kernels where eBPF is unusable. Each decodes into
-//! `probes_core::event::Event`, the schema every tier shares.
+//! `strata_event::Event`, the schema every tier shares.
 //!
 //! - perf-event: syscall tracepoints through perf_event_open alone ([`capture`]).
 

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use probes_core::event::Transport;
+use strata_event::Transport;
 
 /// The inode of `socket:[N]`, the target of a socket's /proc/PID/fd/FD link.
 pub fn socket_inode(link: &str) -> Option<u64> {

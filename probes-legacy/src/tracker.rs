@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use probes_core::event::*;
+use strata_event::*;
 
 use crate::memory::MsgHdr;
 use crate::procfs::{FdLookup, SocketInfo};
@@ -88,7 +88,7 @@ pub struct Tracker<H: Host> {
     pending: HashMap<u32, Pending>,
     sockets: HashMap<(u32, i32), SocketEntry>,
     not_inet: HashSet<(u32, i32)>,
-    comms: HashMap<u32, String>,
+    comms: HashMap<u32, Comm>,
     /// Enter samples dropped because the pairing table was full.
     pub pending_overflow: u64,
     /// sendmmsg messages sent whose headers were unreadable (not reported as data); the capture
@@ -136,7 +136,7 @@ impl<H: Host> Tracker<H> {
         // Learn a process's name at its first syscall: by the time it has a connection to report,
         // a short-lived client may be gone.
         if !self.comms.contains_key(&s.pid) && !matches!(s.point, Point::ProcessExit | Point::Exec) {
-            let c = self.host.comm(s.pid);
+            let c = Comm::from(self.host.comm(s.pid).as_str());
             self.comms.insert(s.pid, c);
         }
         match s.point {
@@ -150,12 +150,12 @@ impl<H: Host> Tracker<H> {
         }
     }
 
-    fn comm(&mut self, pid: u32) -> String {
+    fn comm(&mut self, pid: u32) -> Comm {
         if let Some(c) = self.comms.get(&pid) {
-            return c.clone();
+            return *c;
         }
-        let c = self.host.comm(pid);
-        self.comms.insert(pid, c.clone());
+        let c = Comm::from(self.host.comm(pid).as_str());
+        self.comms.insert(pid, c);
         c
     }
 
@@ -423,7 +423,7 @@ impl<H: Host> Tracker<H> {
             direction,
             byte_count,
             truncated: (payload.len() as u64) < byte_count,
-            payload: Payload(payload),
+            payload: Payload::from(payload),
             peer_from_msg: peer.is_some(),
             payload_stale: true,
             enter_ns: p.enter_ns,
@@ -523,7 +523,7 @@ mod tests {
         assert_eq!(out.len(), 4, "{out:?}");
         assert!(matches!(&out[0].kind, EventKind::Open(o) if o.conn.remote.to_string() == SERVER));
         let EventKind::Data(q) = &out[1].kind else { panic!("{:?}", out[1]) };
-        assert_eq!((q.direction, q.byte_count, q.payload.0.as_slice()), (Direction::Egress, QUERY.len() as u64, QUERY));
+        assert_eq!((q.direction, q.byte_count, &*q.payload), (Direction::Egress, QUERY.len() as u64, QUERY));
         assert_eq!(q.conn.remote.to_string(), SERVER);
         let EventKind::Data(a) = &out[2].kind else { panic!("{:?}", out[2]) };
         assert_eq!((a.direction, a.byte_count), (Direction::Ingress, 60));

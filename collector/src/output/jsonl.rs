@@ -1,6 +1,6 @@
 use std::io::{BufWriter, Write};
 
-use probes_core::Event;
+use strata_event::Event;
 use serde::Serialize;
 
 use super::{EventSink, WallClock};

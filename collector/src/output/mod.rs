@@ -6,7 +6,7 @@ mod text;
 
 use std::io::Write;
 
-use probes_core::Event;
+use strata_event::Event;
 
 pub use jsonl::JsonLines;
 pub use records::RecordLines;

@@ -3,7 +3,7 @@
 
 use std::io::{BufWriter, Write};
 
-use probes_core::Event;
+use strata_event::Event;
 use serde::Serialize;
 
 use super::{EventSink, OutputFormat, WallClock};
@@ -116,7 +116,7 @@ impl EventSink for RecordLines {
     fn write_event(&mut self, ev: &Event) -> std::io::Result<()> {
         if let Some(t) = &self.telemetry {
             self.unpublished_events += 1;
-            if let probes_core::event::EventKind::Loss(l) = &ev.kind {
+            if let strata_event::EventKind::Loss(l) = &ev.kind {
                 let source = serde_json::to_value(l.source).ok().and_then(|v| v.as_str().map(str::to_string));
                 t.stats().add_lost(source.as_deref().unwrap_or("unknown"), l.count);
             }

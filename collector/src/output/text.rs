@@ -1,7 +1,7 @@
 use std::io::{BufWriter, Write};
 
-use probes_core::event::{Direction, EventKind};
-use probes_core::Event;
+use strata_event::{Direction, EventKind};
+use strata_event::Event;
 
 use super::{EventSink, WallClock};
 
@@ -21,7 +21,7 @@ impl TextLines {
 /// The first line of a payload, escaped and shortened: usually the request or status line.
 fn first_line(payload: &[u8], max: usize) -> String {
     let end = payload.iter().position(|&b| b == b'\n').unwrap_or(payload.len()).min(max);
-    probes_core::event::Payload(payload[..end].to_vec()).escaped()
+    strata_event::Payload(payload[..end].to_vec()).escaped()
 }
 
 fn describe(ev: &Event) -> String {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use probes_core::event::Connection;
+use strata_event::Connection;
 
 use super::session::Session;
 

@@ -1,7 +1,7 @@
 //! Which protocol a connection speaks, from the first bytes each side sent. Ports are not
 //! consulted: services run anywhere, and the first bytes of these protocols are distinctive.
 
-use probes_core::event::Transport;
+use strata_event::Transport;
 use protocols::message::{Parser, Protocol, Side};
 use protocols::{dns, http1, http2, kafka, mysql, postgres, redis};
 

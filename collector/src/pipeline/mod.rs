@@ -13,7 +13,7 @@ mod tests;
 
 use std::collections::HashMap;
 
-use probes_core::event::{Connection, Event, EventKind, Role};
+use strata_event::{Connection, Event, EventKind, Role};
 
 use conntrack::{ConnKey, Conntrack, Evictions, Limits, Tracked};
 pub use record::Record;
@@ -96,8 +96,8 @@ impl Pipeline {
                 }
                 let ts = match d.direction {
                     // The app handed the bytes over at enter; it had them at exit.
-                    probes_core::event::Direction::Egress => d.enter_ns,
-                    probes_core::event::Direction::Ingress => d.exit_ns,
+                    strata_event::Direction::Egress => d.enter_ns,
+                    strata_event::Direction::Ingress => d.exit_ns,
                 };
                 let fed = t.session.feed(
                     conn.transport,

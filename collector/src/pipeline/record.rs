@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use probes_core::event::{Role, Transport};
+use strata_event::{Role, Transport};
 use protocols::message::{Message, Protocol};
 use serde::Serialize;
 

@@ -1,7 +1,7 @@
 //! One connection's protocol session: detection, then a parser per connection and a matcher that
 //! pairs what it parses.
 
-use probes_core::event::{Direction, Role, Transport};
+use strata_event::{Direction, Role, Transport};
 use protocols::message::{Message, Parser, Protocol, Side};
 
 use super::detect;

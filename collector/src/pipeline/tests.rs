@@ -1,7 +1,7 @@
 //! The pipeline on hand-made event sequences: what conntrack, detection and matching do with
 //! opens, data, closes, reused fds, full tables and losses.
 
-use probes_core::event::*;
+use strata_event::*;
 
 use super::conntrack::Limits;
 use super::{Pipeline, Record};

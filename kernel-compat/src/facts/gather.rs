@@ -17,6 +17,8 @@ pub struct GatherOptions {
     /// `(category, name)` of every tracepoint the probes attach to, e.g.
     /// `("syscalls", "sys_enter_read")`. The CLI passes probes-core's list.
     pub required_tracepoints: Vec<(String, String)>,
+    /// Tracepoints the probes use where present (capture works without them).
+    pub optional_tracepoints: Vec<(String, String)>,
     pub proc_root: PathBuf,
     pub sys_root: PathBuf,
     pub etc_root: PathBuf,
@@ -38,6 +40,7 @@ impl Default for GatherOptions {
     fn default() -> Self {
         GatherOptions {
             required_tracepoints: Vec::new(),
+            optional_tracepoints: Vec::new(),
             proc_root: "/proc".into(),
             sys_root: "/sys".into(),
             etc_root: "/etc".into(),
@@ -199,12 +202,14 @@ fn tracing_facts(opts: &GatherOptions, config: &KernelConfig) -> TracingFacts {
         })
         .find(|(_, local)| local.join("events").is_dir());
 
-    let tracepoints = opts
-        .required_tracepoints
-        .iter()
-        .map(|(category, name)| TracepointFact {
+    let required = opts.required_tracepoints.iter().map(|t| (t, false));
+    let optional = opts.optional_tracepoints.iter().map(|t| (t, true));
+    let tracepoints = required
+        .chain(optional)
+        .map(|((category, name), optional)| TracepointFact {
             category: category.clone(),
             name: name.clone(),
+            optional,
             present: tracefs.as_ref().map(|(_, local)| match (as_path_component(category), as_path_component(name)) {
                 (Some(category), Some(name)) => local.join("events").join(category).join(name).is_dir(),
                 _ => false,

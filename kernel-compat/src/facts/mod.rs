@@ -43,8 +43,9 @@ pub struct Facts {
     pub config: KernelConfig,
     pub bpf: BpfFeatures,
     pub btf: BtfFacts,
-    /// Whether a BTF archive (btfhub-style) has an entry for this kernel. Gathering leaves it
-    /// `None` (nothing fetches archives yet); the plan then assumes known distros are covered.
+    /// Whether a BTF archive (the public layout) has a usable entry for this kernel, as found by
+    /// fetching and checking it (strata does this when the kernel has no BTF of its own).
+    /// `None` = not looked up; the plan then assumes known distros are covered.
     pub btf_archive_hint: Option<BtfArchiveHint>,
     pub tracing: TracingFacts,
     pub security: SecurityFacts,
@@ -167,9 +168,20 @@ pub struct BtfFacts {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BtfArchiveHint {
+    /// A BTF for this kernel was fetched (or found cached) and passed its checks.
     pub available: bool,
     /// Where the archive entry is (URL or path), when known.
     pub location: Option<String>,
+    /// Where the checked BTF is on this node (the cache), when available.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// It came from the cache: no download.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
+    /// What was wrong when not available: not found, a timeout, a corrupt archive, a BTF of
+    /// another kernel, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +207,9 @@ pub struct TracepointFact {
     pub category: String,
     pub name: String,
     pub present: Option<bool>,
+    /// Used where present; its absence is a note, not a blocker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
