@@ -1,10 +1,7 @@
 //! strata: observes every TCP/UDP conversation on a Linux host, from the kernel, without touching
 //! the applications.
 
-mod compat;
-mod replay;
-mod run;
-mod source;
+mod cli;
 
 use std::process::ExitCode;
 
@@ -13,12 +10,12 @@ use clap::{Parser, Subcommand};
 /// Exit codes. Usage errors are clap's 2; the rest say whether the node or strata is at fault.
 mod exit {
     pub const OK: u8 = 0;
-    /// Something failed while running (I/O on the output, the ring buffer).
+    /// Something failed while running (I/O on the output, the kernel's buffer).
     pub const FAILURE: u8 = 1;
-    /// The node cannot run the capture: missing capability, kernel feature, tracefs, BTF.
-    pub const ENVIRONMENT: u8 = 3;
     /// A bad argument value detected after parsing.
     pub const USAGE: u8 = 2;
+    /// The node cannot run the capture: missing capability, kernel feature, tracefs, BTF.
+    pub const ENVIRONMENT: u8 = 3;
 }
 
 #[derive(Parser)]
@@ -31,57 +28,47 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Capture socket traffic on this node and print it.
-    Run(run::RunArgs),
+    Run(cli::run::RunArgs),
     /// Capture like `run`, into a compressed capture file for `strata replay`.
-    Record(run::RecordArgs),
+    Record(cli::run::RecordArgs),
     /// Run the pipeline on a capture file (no root needed); same outputs as `run`.
-    Replay(replay::ReplayArgs),
+    Replay(cli::replay::ReplayArgs),
     /// Tell what this node's kernel supports, which capture tier strata would run, and why.
     /// Exit code: 0 full fidelity, 10 degraded (no BPF tier), 11 unsupported.
-    CompatCheck(compat::CompatArgs),
+    CompatCheck(cli::compat::CompatArgs),
+    /// BTF for kernels without their own.
+    #[command(subcommand)]
+    Btf(cli::btf::BtfCommand),
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_target(false).init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            log::error!("starting the async runtime: {e}");
-            return ExitCode::from(exit::FAILURE);
-        }
+    let code = match cli.command {
+        Command::CompatCheck(args) => cli::compat::run(&args).unwrap_or_else(|e| {
+            log::error!("{e}");
+            exit::USAGE
+        }),
+        Command::Replay(args) => match cli::replay::replay(&args) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                log::error!("{e}");
+                exit::FAILURE
+            }
+        },
+        Command::Btf(cmd) => cli::btf::command(&cmd),
+        Command::Record(args) => run_result(cli::run::record(args)),
+        Command::Run(args) => run_result(cli::run::run(args)),
     };
-    match cli.command {
-        Command::CompatCheck(args) => match compat::run(&args) {
-            Ok(code) => ExitCode::from(code),
-            Err(e) => {
-                log::error!("{e}");
-                ExitCode::from(exit::USAGE)
-            }
-        },
-        Command::Replay(args) => match replay::replay(&args) {
-            Ok(()) => ExitCode::from(exit::OK),
-            Err(e) => {
-                log::error!("{e}");
-                ExitCode::from(exit::FAILURE)
-            }
-        },
-        Command::Record(args) => exit_code(runtime.block_on(run::record(args))),
-        Command::Run(args) => exit_code(runtime.block_on(run::run(args))),
-    }
+    ExitCode::from(code)
 }
 
-fn exit_code(result: Result<(), run::RunError>) -> ExitCode {
+fn run_result(result: Result<(), cli::run::RunError>) -> u8 {
     match result {
-        Ok(()) => ExitCode::from(exit::OK),
+        Ok(()) => exit::OK,
         Err(e) => {
             log::error!("{e}");
-            ExitCode::from(match &e {
-                run::RunError::Capture(c) if !c.is_environment() => exit::USAGE,
-                run::RunError::Usage(_) => exit::USAGE,
-                run::RunError::Capture(_) | run::RunError::NoTier(_) => exit::ENVIRONMENT,
-                _ => exit::FAILURE,
-            })
+            e.exit_code()
         }
     }
 }

@@ -222,7 +222,7 @@ pub struct Loss {
     pub count: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LossSource {
     /// The kernel could not put an open record into a full buffer.
@@ -251,6 +251,8 @@ pub enum LossSource {
     /// Syscalls whose fd could not be resolved because the process had exited before strata looked
     /// (perf-event tier; some may not have been sockets).
     PerfUnresolved,
+    /// Events the agent read but could not hand to its pipeline: the queue between them was full.
+    AgentQueue,
 }
 
 impl LossSource {
@@ -263,6 +265,25 @@ impl LossSource {
         LossSource::KernelPending,
         LossSource::KernelMmsg,
     ];
+
+    /// The name records and metrics carry (`kernel_data`, `perf_ring`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            LossSource::KernelOpen => "kernel_open",
+            LossSource::KernelData => "kernel_data",
+            LossSource::KernelClose => "kernel_close",
+            LossSource::KernelState => "kernel_state",
+            LossSource::KernelPending => "kernel_pending",
+            LossSource::KernelMmsg => "kernel_mmsg",
+            LossSource::KernelPerfBuffer => "kernel_perf_buffer",
+            LossSource::Undecodable => "undecodable",
+            LossSource::PerfRing => "perf_ring",
+            LossSource::PerfPending => "perf_pending",
+            LossSource::PerfUnreadable => "perf_unreadable",
+            LossSource::PerfUnresolved => "perf_unresolved",
+            LossSource::AgentQueue => "agent_queue",
+        }
+    }
 
     /// Records the kernel made but could not put into a full buffer.
     pub fn is_buffer_full(self) -> bool {
@@ -428,6 +449,16 @@ mod tests {
         let text = p.escaped();
         assert!(text.ends_with("GET / HTTP/1.1\\r\\n"));
         assert_eq!(Payload::unescape(&text), Some(Payload::from(all)));
+    }
+
+    #[test]
+    fn loss_sources_are_named_as_serialized() {
+        use LossSource::*;
+        for s in [KernelOpen, KernelData, KernelClose, KernelState, KernelPending, KernelMmsg, KernelPerfBuffer,
+            Undecodable, PerfRing, PerfPending, PerfUnreadable, PerfUnresolved, AgentQueue]
+        {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub struct Tracked {
     /// The kernel socket behind the fd (0 when unknown): a change means the fd was reused.
     pub sock_id: u64,
     pub conn: Connection,
-    pub comm: String,
+    pub comm: strata_event::Comm,
     pub last_seen_ns: u64,
     pub session: Session,
 }
@@ -98,7 +98,7 @@ impl Conntrack {
 
     /// Starts tracking a connection at `key`, replacing (and returning) whatever was there.
     /// May evict others to stay within the connection limit (returned too).
-    pub fn insert(&mut self, key: ConnKey, sock_id: u64, conn: Connection, comm: &str, now: u64) -> Vec<Tracked> {
+    pub fn insert(&mut self, key: ConnKey, sock_id: u64, conn: Connection, comm: &strata_event::Comm, now: u64) -> Vec<Tracked> {
         let mut gone = vec![];
         if let Some(old) = self.take(key) {
             self.evictions.reused += 1;
@@ -116,7 +116,7 @@ impl Conntrack {
             generation: self.next_generation,
             sock_id,
             conn,
-            comm: comm.to_string(),
+            comm: *comm,
             last_seen_ns: now,
             session: Session::new(),
         };

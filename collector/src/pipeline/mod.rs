@@ -205,7 +205,7 @@ fn endpoint(t: &Tracked, conn: Connection) -> Endpoint {
     };
     Endpoint {
         pid: t.pid,
-        comm: t.comm.clone(),
+        comm: t.comm,
         role: role_name(role),
         transport: transport_name(conn.transport),
         local: conn.local,

@@ -10,7 +10,7 @@ use serde::Serialize;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Endpoint {
     pub pid: u32,
-    pub comm: String,
+    pub comm: strata_event::Comm,
     /// Whether this process was the client or the server of the exchange.
     pub role: &'static str,
     pub transport: &'static str,

@@ -2,15 +2,17 @@
 //! capture thread and the exporters, read by the Prometheus endpoint and the OTLP exporter.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
+
+use kernel_compat::{Fidelity, Tier};
+use strata_event::LossSource;
 
 /// Counters shared between threads; each is monotonic except the queue depth.
 #[derive(Debug, Default)]
 pub struct AgentStats {
-    /// The capture tier (core, perf-event) and whether it is a degraded one (1) or not (0).
-    pub tier: Mutex<String>,
-    pub degraded: AtomicU64,
+    /// The capture tier, once one started.
+    pub tier: Mutex<Option<Tier>>,
     pub kernel_release: String,
     pub events: AtomicU64,
     pub parse_errors: AtomicU64,
@@ -22,7 +24,7 @@ pub struct AgentStats {
 /// Counters keyed by a label value (a loss source, a protocol, an exporter).
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
-    pub lost: BTreeMap<String, u64>,
+    pub lost: BTreeMap<LossSource, u64>,
     pub records: BTreeMap<&'static str, u64>,
     pub dropped: BTreeMap<&'static str, u64>,
     pub folded: BTreeMap<&'static str, u64>,
@@ -34,21 +36,27 @@ impl AgentStats {
         AgentStats { kernel_release, ..Default::default() }
     }
 
-    pub fn set_tier(&self, tier: &str, degraded: bool) {
-        *self.tier.lock().unwrap_or_else(|e| e.into_inner()) = tier.to_string();
-        self.degraded.store(u64::from(degraded), Relaxed);
+    pub fn set_tier(&self, tier: Tier) {
+        *self.tier.lock().unwrap_or_else(|e| e.into_inner()) = Some(tier);
     }
 
-    pub fn tier(&self) -> String {
-        self.tier.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The tier's name, empty before one started.
+    pub fn tier(&self) -> &'static str {
+        self.tier.lock().unwrap_or_else(|e| e.into_inner()).map_or("", Tier::name)
+    }
+
+    /// 1 when the tier is a degraded one (kmod, perf-event), else 0.
+    pub fn degraded(&self) -> u64 {
+        let tier = *self.tier.lock().unwrap_or_else(|e| e.into_inner());
+        u64::from(tier.is_some_and(|t| t.fidelity() != Fidelity::Full))
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Counters) -> R) -> R {
         f(&mut self.counters.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    pub fn add_lost(&self, source: &str, n: u64) {
-        self.with(|c| *c.lost.entry(source.to_string()).or_default() += n);
+    pub fn add_lost(&self, source: LossSource, n: u64) {
+        self.with(|c| *c.lost.entry(source).or_default() += n);
     }
 
     /// Adds records by protocol (one lock for a whole batch).

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::output::WallClock;
+use crate::clock::WallClock;
 use crate::pipeline::Record;
 use agent_stats::AgentStats;
 use otlp::{Otlp, OtlpConfig};
@@ -138,6 +138,18 @@ impl Telemetry {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl crate::sinks::RecordSink for Telemetry {
+    fn write_batch(&mut self, records: &[Record]) -> std::io::Result<()> {
+        self.offer(records);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        Telemetry::finish(self);
+        Ok(())
     }
 }
 

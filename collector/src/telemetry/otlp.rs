@@ -27,7 +27,7 @@ use opentelemetry_sdk::Resource;
 use super::agent_stats::AgentStats;
 use super::semconv::Observation;
 use super::trace_context::{parent_of, Parent};
-use crate::output::WallClock;
+use crate::clock::WallClock;
 use crate::pipeline::Record;
 
 /// Spans and logs held between flushes; beyond, new ones are dropped and counted.
@@ -416,10 +416,10 @@ fn register_agent_metrics(meter: &Meter, stats: Arc<AgentStats>) {
     let s = stats.clone();
     meter
         .u64_observable_gauge("strata.tier.degraded")
-        .with_callback(move |o| o.observe(s.degraded.load(Relaxed), &[]))
+        .with_callback(move |o| o.observe(s.degraded(), &[]))
         .build();
     let keyed: [(&'static str, &'static str, ReadCounters); 5] = [
-        ("strata.events.lost", "source", |c| c.lost.iter().map(|(k, v)| (k.clone(), *v)).collect()),
+        ("strata.events.lost", "source", |c| c.lost.iter().map(|(k, v)| (k.name().to_string(), *v)).collect()),
         ("strata.records", "protocol", |c| c.records.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
         ("strata.queue.dropped", "queue", |c| c.dropped.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
         ("strata.label_values.folded", "label", |c| c.folded.iter().map(|(k, v)| (k.to_string(), *v)).collect()),

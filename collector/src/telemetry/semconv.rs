@@ -134,11 +134,11 @@ impl Converger {
 
     /// The service a record's process is: its process name, else the thread's comm.
     fn service(&mut self, r: &Record) -> String {
-        let Some(resolve) = self.process_names.as_mut() else { return r.endpoint.comm.clone() };
+        let Some(resolve) = self.process_names.as_mut() else { return r.endpoint.comm.to_string() };
         if let Some(name) = self.names.get(&r.endpoint.pid) {
             return name.clone();
         }
-        let name = resolve(r.endpoint.pid).filter(|n| !n.is_empty()).unwrap_or_else(|| r.endpoint.comm.clone());
+        let name = resolve(r.endpoint.pid).filter(|n| !n.is_empty()).unwrap_or_else(|| r.endpoint.comm.to_string());
         if self.names.len() >= MAX_NAMES {
             self.names.clear();
         }

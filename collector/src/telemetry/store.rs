@@ -108,7 +108,7 @@ fn render_agent(out: &mut String, stats: &AgentStats, store: &MetricStore) {
     let tier = stats.tier();
     header(out, "strata_agent_info", "gauge", "The agent: capture tier, kernel release and version (always 1)");
     let info = [
-        ("tier".to_string(), tier.as_str()),
+        ("tier".to_string(), tier),
         ("kernel_release".to_string(), stats.kernel_release.as_str()),
         ("version".to_string(), env!("CARGO_PKG_VERSION")),
     ];
@@ -118,7 +118,7 @@ fn render_agent(out: &mut String, stats: &AgentStats, store: &MetricStore) {
             "strata_tier_degraded",
             "gauge",
             "1 when capturing with a degraded (no BPF) tier",
-            stats.degraded.load(Relaxed) as f64,
+            stats.degraded() as f64,
         ),
         ("strata_events_total", "counter", "Socket events captured", stats.events.load(Relaxed) as f64),
         (
@@ -151,7 +151,7 @@ fn render_agent(out: &mut String, stats: &AgentStats, store: &MetricStore) {
         "source",
         "Events lost before user space, by where",
         "counter",
-        c.lost.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+        c.lost.iter().map(|(k, v)| (k.name(), *v)).collect(),
     );
     keyed(
         out,

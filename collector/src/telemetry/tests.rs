@@ -141,8 +141,8 @@ fn the_exposition_has_cumulative_buckets_escaped_labels_the_graph_and_the_agent(
         store.observe(&c.observe(&record("http", "client", "GET", path, status)).unwrap());
     }
     let stats = AgentStats::new("6.18.0".into());
-    stats.set_tier("core", false);
-    stats.add_lost("kernel_data", 3);
+    stats.set_tier(kernel_compat::Tier::Core);
+    stats.add_lost(strata_event::LossSource::KernelData, 3);
     let text = store.render(&stats);
     let x = "service_name=\"curl\",peer_service=\"127.0.0.1:8080\",network_protocol_name=\"http\",\
              http_request_method=\"GET\",http_route=\"/x\",status_class=\"2xx\"";

@@ -1,27 +1,38 @@
+//! `--raw-events`: the normalized events themselves, one per line. As text, for a person watching
+//! a terminal (`time comm[pid] kind transport role local -> remote details`); as JSON, the event's
+//! fields plus `time` (RFC 3339, UTC) (docs/events.md).
+
 use std::io::{BufWriter, Write};
 
-use strata_event::{Direction, EventKind};
-use strata_event::Event;
+use serde::Serialize;
+use strata_event::{Direction, Event, EventKind};
 
-use super::{EventSink, WallClock};
+use super::{EventSink, LineFormat};
+use crate::clock::WallClock;
 
-/// One line per event, for a person watching a terminal:
-/// `time comm[pid] kind transport role local -> remote details`.
-pub struct TextLines {
+pub struct EventLines {
+    format: LineFormat,
     out: BufWriter<Box<dyn Write + Send>>,
     clock: WallClock,
 }
 
-impl TextLines {
-    pub fn new(out: Box<dyn Write + Send>, clock: WallClock) -> TextLines {
-        TextLines { out: BufWriter::new(out), clock }
+impl EventLines {
+    pub fn new(format: LineFormat, out: Box<dyn Write + Send>, clock: WallClock) -> EventLines {
+        EventLines { format, out: BufWriter::with_capacity(1 << 16, out), clock }
     }
+}
+
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    time: String,
+    #[serde(flatten)]
+    event: &'a Event,
 }
 
 /// The first line of a payload, escaped and shortened: usually the request or status line.
 fn first_line(payload: &[u8], max: usize) -> String {
     let end = payload.iter().position(|&b| b == b'\n').unwrap_or(payload.len()).min(max);
-    strata_event::Payload(payload[..end].to_vec()).escaped()
+    strata_event::Payload::from(&payload[..end]).escaped()
 }
 
 fn describe(ev: &Event) -> String {
@@ -48,7 +59,7 @@ fn describe(ev: &Event) -> String {
                 d.syscall,
                 d.byte_count,
                 if d.truncated { " (truncated)" } else { "" },
-                first_line(&d.payload.0, 72)
+                first_line(&d.payload, 72)
             )
         }
         EventKind::Close(c) => format!(
@@ -62,13 +73,25 @@ fn describe(ev: &Event) -> String {
     }
 }
 
-impl EventSink for TextLines {
-    fn write_event(&mut self, ev: &Event) -> std::io::Result<()> {
-        let t = humantime::format_rfc3339_micros(self.clock.system_time(ev.ts_ns));
-        writeln!(self.out, "{t} {}[{}] {}", ev.comm, ev.pid, describe(ev))
+impl EventSink for EventLines {
+    fn write_batch(&mut self, events: &[Event]) -> std::io::Result<()> {
+        for ev in events {
+            match self.format {
+                LineFormat::Text => {
+                    let t = humantime::format_rfc3339_micros(self.clock.system_time(ev.ts_ns));
+                    writeln!(self.out, "{t} {}[{}] {}", ev.comm, ev.pid, describe(ev))?;
+                }
+                LineFormat::Jsonl => {
+                    let time = humantime::format_rfc3339_nanos(self.clock.system_time(ev.ts_ns)).to_string();
+                    serde_json::to_writer(&mut self.out, &JsonLine { time, event: ev })?;
+                    self.out.write_all(b"\n")?;
+                }
+            }
+        }
+        self.out.flush()
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
+    fn finish(&mut self) -> std::io::Result<()> {
         self.out.flush()
     }
 }

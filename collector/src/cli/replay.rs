@@ -2,16 +2,19 @@
 
 use std::path::PathBuf;
 
-use collector::capture_file::{self, CaptureFileError};
-use collector::output::{self, OutputFormat, WallClock};
+use collector::capture_file::CaptureFileError;
+use collector::flow::Flow;
+use collector::sinks::event_lines::EventLines;
+use collector::sinks::record_lines::RecordLines;
+use collector::sinks::LineFormat;
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
     /// A capture file written by `strata record`.
     pub file: PathBuf,
     /// What to print on standard output.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
+    #[arg(long, value_enum, default_value_t = LineFormat::Text)]
+    pub output: LineFormat,
     /// Print the normalized events themselves instead of request/response records.
     #[arg(long)]
     pub raw_events: bool,
@@ -26,22 +29,25 @@ pub enum ReplayError {
 }
 
 pub fn replay(args: &ReplayArgs) -> Result<(), ReplayError> {
-    // The sink needs the recording's clock, which the file's header carries: make it lazily.
-    let mut sink: Option<Box<dyn output::EventSink + Send>> = None;
+    // The sinks need the recording's clock, which the file's header carries: made lazily.
+    let mut flow: Option<Flow> = None;
     let mut write_error = None;
-    let result = capture_file::replay(&args.file, |ev, clock: WallClock| {
+    let result = collector::sources::replay::replay(&args.file, |batch, clock| {
         if write_error.is_some() {
             return;
         }
-        let s =
-            sink.get_or_insert_with(|| output::sink(args.output, args.raw_events, Box::new(std::io::stdout()), clock));
-        if let Err(e) = s.write_event(&ev) {
+        let out = Box::new(std::io::stdout());
+        let f = flow.get_or_insert_with(|| match args.raw_events {
+            true => Flow::events(vec![Box::new(EventLines::new(args.output, out, clock))]),
+            false => Flow::records(Default::default(), vec![Box::new(RecordLines::new(args.output, out, clock))], None),
+        });
+        if let Err(e) = f.consume(batch) {
             write_error = Some(e);
         }
     });
     // Whatever was read before a damaged part is delivered before the error is reported.
-    if let Some(s) = sink.as_mut() {
-        if let Err(e) = s.finish() {
+    if let Some(f) = flow.as_mut() {
+        if let Err(e) = f.finish() {
             write_error.get_or_insert(e);
         }
     }

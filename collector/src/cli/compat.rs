@@ -1,9 +1,12 @@
 //! `strata compat-check`: what this node's kernel can do, which tier strata runs, and why.
-//! The decision is kernel-compat's pure `plan`; this module gathers facts and prints.
+//! The decision is kernel-compat's pure `plan`; this module gathers facts (kernel-compat's probes,
+//! plus a look for an archived BTF where the kernel has none) and prints.
 
 use std::path::PathBuf;
 
-use kernel_compat::{gather, plan, report, BuiltTiers, Facts, GatherOptions, Plan, Tier};
+use kernel_compat::{gather, plan, report, BuiltTiers, Facts, GatherOptions, Tier};
+
+use super::args::BtfArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct CompatArgs {
@@ -16,6 +19,8 @@ pub struct CompatArgs {
     /// Evaluate facts saved on another node (by --save-facts) instead of this node's.
     #[arg(long, value_name = "FILE", conflicts_with = "save_facts")]
     pub facts: Option<PathBuf>,
+    #[command(flatten)]
+    pub btf: BtfArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,36 +33,43 @@ pub enum CompatError {
 
 /// The tiers this build of strata contains.
 pub fn built_tiers() -> BuiltTiers {
-    BuiltTiers::only(&[Tier::Core, Tier::PerfEvent])
+    BuiltTiers::only(&[Tier::Core, Tier::ArchivedBtf, Tier::PerfEvent])
 }
 
-/// Every tracepoint some built tier needs, without repeats.
-pub fn required_tracepoints() -> Vec<(String, String)> {
-    let mut all: Vec<(String, String)> =
-        probes_core::loader::PROBES.iter().map(|(_, c, n)| (c.to_string(), n.to_string())).collect();
+/// Every tracepoint some built tier needs, without repeats; and those the CO-RE tiers use where
+/// present.
+pub fn tracepoints() -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let mut required: Vec<(String, String)> =
+        probes_core::objects::required_tracepoints().map(|(c, n)| (c.to_string(), n.to_string())).collect();
     for tp in probes_legacy::capture::required_tracepoints() {
-        if !all.contains(&tp) {
-            all.push(tp);
+        if !required.contains(&tp) {
+            required.push(tp);
         }
     }
-    all
+    let optional = probes_core::objects::PROBES
+        .iter()
+        .filter(|p| p.optional)
+        .map(|p| (p.category.to_string(), p.tracepoint.to_string()))
+        .collect();
+    (required, optional)
 }
 
-/// This node's facts, gathered by asking the kernel.
-pub fn gather_here() -> Facts {
+/// This node's facts, gathered by asking the kernel; with `look_for_btf`, a BTF from `--btf` or
+/// the archive is looked for where the kernel has none (see [`super::btf::archive_hint`]).
+pub fn gather_here(btf: &BtfArgs, look_for_btf: bool) -> Facts {
     // Ask under the conditions `strata run` loads in: tracefs mounted, and (kernels before 5.11
     // charge BPF memory to it) RLIMIT_MEMLOCK lifted, or a probe that needs a map fails with
     // EPERM and a working feature reads as unknown (seen on Debian 5.10: ringbuf_output).
     let _ = probes_core::preflight::ensure_tracefs();
     probes_core::preflight::raise_memlock_rlimit();
-    gather(&GatherOptions::with_tracepoints(required_tracepoints()))
-}
-
-/// The plan for this node.
-pub fn plan_here() -> (Facts, Plan) {
-    let facts = gather_here();
-    let p = plan(&facts, &built_tiers());
-    (facts, p)
+    let (required, optional) = tracepoints();
+    let mut opts = GatherOptions::with_tracepoints(required);
+    opts.optional_tracepoints = optional;
+    let mut facts = gather(&opts);
+    if look_for_btf {
+        facts.btf_archive_hint = super::btf::archive_hint(&facts, btf, false);
+    }
+    facts
 }
 
 /// Runs the command; returns the exit code (0 full fidelity, 10 degraded, 11 unsupported).
@@ -68,7 +80,7 @@ pub fn run(args: &CompatArgs) -> Result<u8, CompatError> {
                 std::fs::read_to_string(path).map_err(|e| CompatError::ReadFacts(path.clone(), e.to_string()))?;
             serde_json::from_str::<Facts>(&text).map_err(|e| CompatError::ReadFacts(path.clone(), e.to_string()))?
         }
-        None => gather_here(),
+        None => gather_here(&args.btf, true),
     };
     if let Some(path) = &args.save_facts {
         let text = serde_json::to_string_pretty(&facts).expect("facts serialize");

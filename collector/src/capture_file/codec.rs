@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::event::*;
+use strata_event::*;
 
 pub const CODEC_VERSION: u32 = 1;
 
@@ -54,8 +54,8 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) {
             w.u8(d.truncated as u8 | (d.peer_from_msg as u8) << 1 | (d.payload_stale as u8) << 2);
             w.u64(d.enter_ns);
             w.u64(d.exit_ns);
-            w.u32(d.payload.0.len() as u32);
-            w.0.extend_from_slice(&d.payload.0);
+            w.u32(d.payload.len() as u32);
+            w.0.extend_from_slice(&d.payload);
         }
         EventKind::Close(c) => {
             w.conn(&c.conn);
@@ -104,7 +104,7 @@ pub fn decode(buf: &[u8], base_offset: usize) -> Result<Option<(Event, usize)>, 
 const MAX_RECORD: usize = 1 << 20;
 
 /// Loss sources by their code in the file: append only, never reorder.
-const LOSS_SOURCES: [LossSource; 12] = [
+const LOSS_SOURCES: [LossSource; 13] = [
     LossSource::KernelOpen,
     LossSource::KernelData,
     LossSource::KernelClose,
@@ -117,6 +117,7 @@ const LOSS_SOURCES: [LossSource; 12] = [
     LossSource::PerfUnresolved,
     LossSource::KernelMmsg,
     LossSource::KernelPerfBuffer,
+    LossSource::AgentQueue,
 ];
 
 fn syscall_code(s: Syscall) -> u8 {
@@ -236,7 +237,7 @@ impl<'a> Reader<'a> {
         let fd = self.u32()? as i32;
         let sock_id = self.u64()?;
         let comm_len = self.u16()? as usize;
-        let comm = String::from_utf8_lossy(self.take(comm_len)?).into_owned();
+        let comm = Comm::from_bytes(self.take(comm_len)?);
         let kind = match kind {
             1 => EventKind::Open(Open {
                 conn: self.conn()?,
@@ -260,7 +261,7 @@ impl<'a> Reader<'a> {
                 let enter_ns = self.u64()?;
                 let exit_ns = self.u64()?;
                 let n = self.u32()? as usize;
-                let payload = Payload(self.take(n)?.to_vec());
+                let payload = Payload::from(self.take(n)?);
                 EventKind::Data(Data {
                     conn,
                     syscall,
@@ -316,7 +317,7 @@ mod tests {
                 syscall: Syscall::Writev,
                 direction: Direction::Egress,
                 byte_count: 1 << 40,
-                payload: Payload((0..=255).collect()),
+                payload: Payload::from((0..=255).collect::<Vec<u8>>()),
                 truncated: true,
                 peer_from_msg: false,
                 payload_stale: true,

@@ -1,0 +1,135 @@
+//! Command-line arguments shared by several commands, and their validation into settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kernel_compat::Tier;
+use probes_legacy::capture::{PerfConfig, Wakeup};
+
+use collector::sources::CaptureSettings;
+
+/// `--tier`: `auto` or a tier name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TierChoice {
+    /// The best tier this node can run, from the compat plan.
+    Auto,
+    /// This tier and no other.
+    Forced(Tier),
+}
+
+impl std::str::FromStr for TierChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TierChoice, String> {
+        match s {
+            "auto" => Ok(TierChoice::Auto),
+            name => match name.parse::<Tier>()? {
+                t @ (Tier::Core | Tier::ArchivedBtf | Tier::PerfEvent) => Ok(TierChoice::Forced(t)),
+                t => Err(format!("tier {t} is not part of this build (auto, core, archived-btf, perf-event)")),
+            },
+        }
+    }
+}
+
+/// `--transport`: how the CO-RE tiers' records reach the agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportChoice {
+    /// The BPF ring buffer where the kernel has it (5.8+), else the perf buffer.
+    Auto,
+    /// The BPF ring buffer (5.8+).
+    RingBuffer,
+    /// The per-CPU BPF perf buffer (any kernel with eBPF): what kernels before 5.8 use.
+    PerfBuffer,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PerfWakeupArg {
+    PerSample,
+    Batched,
+}
+
+/// How to capture: shared by `run` and `record`.
+#[derive(Debug, clap::Args)]
+pub struct CaptureArgs {
+    /// Capture tier: auto (the best one this node runs), core, archived-btf or perf-event.
+    #[arg(long, value_name = "TIER", default_value = "auto")]
+    pub tier: TierChoice,
+    /// How the CO-RE tiers' records travel: the ring buffer (5.8+) or the per-CPU perf buffer.
+    #[arg(long, value_enum, default_value_t = TransportChoice::Auto)]
+    pub transport: TransportChoice,
+    /// Payload bytes captured per syscall (at most 8192); the true byte count is always reported.
+    #[arg(long, default_value_t = 4096)]
+    pub capture_bytes: u32,
+    /// Kernel buffer size in bytes (a power of two); a bigger one rides out longer bursts. Perf
+    /// buffers share it out per CPU.
+    #[arg(long, default_value_t = 8 << 20)]
+    pub ring_bytes: u32,
+    /// Events read from the kernel but not yet through the pipeline; beyond, new batches are
+    /// dropped and counted (loss source agent_queue).
+    #[arg(long, default_value_t = 262_144)]
+    pub event_queue: usize,
+    /// perf-event tier: run its reader thread SCHED_FIFO (priority 1), so payloads and sockets are
+    /// read about 0.1 ms after the syscall instead of several ms on a busy node (short-lived clients
+    /// are gone by then). `--perf-realtime false` keeps it an ordinary (nice -15) thread.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub perf_realtime: bool,
+    /// perf-event tier: wake the reader on every sample (`per-sample`: fresher payloads) or in
+    /// batches (`batched`: far less overhead under load, most payloads read too late to be right).
+    #[arg(long, value_enum, default_value_t = PerfWakeupArg::PerSample)]
+    pub perf_wakeup: PerfWakeupArg,
+    /// Stop after this long (e.g. 30s, 5m); by default run until SIGINT or SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub btf: BtfArgs,
+}
+
+impl CaptureArgs {
+    pub fn settings(&self) -> CaptureSettings {
+        CaptureSettings {
+            capture_bytes: self.capture_bytes,
+            ring_bytes: self.ring_bytes,
+            perf: PerfConfig {
+                capture_bytes: self.capture_bytes,
+                realtime: self.perf_realtime,
+                wakeup: match self.perf_wakeup {
+                    PerfWakeupArg::PerSample => Wakeup::PerSample,
+                    PerfWakeupArg::Batched => Wakeup::Batched,
+                },
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Where a BTF comes from when the kernel has none of its own.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BtfArgs {
+    /// The BTF archive (public layout ID/VERSION_ID/ARCH/RELEASE.btf.tar.xz): an http(s):// base URL,
+    /// or file:///DIR for an air-gapped copy.
+    #[arg(long, value_name = "URL", default_value = btf_cache::DEFAULT_ARCHIVE)]
+    pub btf_archive: String,
+    /// A BTF file for this kernel, used instead of fetching one (it is checked against the kernel
+    /// all the same).
+    #[arg(long, value_name = "FILE")]
+    pub btf: Option<PathBuf>,
+    /// Where fetched BTF is cached (BTF under DIR/btf/).
+    #[arg(long, value_name = "DIR", default_value = btf_cache::DEFAULT_ROOT)]
+    pub cache_dir: PathBuf,
+    /// How long one download may take.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
+    pub btf_timeout: Duration,
+}
+
+impl BtfArgs {
+    pub fn archive(&self) -> Result<btf_cache::Archive, String> {
+        self.btf_archive.parse().map_err(|e| format!("--btf-archive {e}"))
+    }
+
+    pub fn limits(&self) -> btf_cache::FetchLimits {
+        btf_cache::FetchLimits {
+            timeout: self.btf_timeout,
+            connect_timeout: self.btf_timeout.min(Duration::from_secs(10)),
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! What happens to each batch of events between the queue and the sinks: either the events go
+//! to event sinks as they are (`--raw-events`, `strata record`), or through the pipeline, whose
+//! records go to record sinks (lines, telemetry). Runs on the pipeline thread (or the replay's).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use strata_event::{Event, EventKind};
+
+use crate::pipeline::conntrack::Limits;
+use crate::pipeline::{Pipeline, Record, Stats};
+use crate::sinks::{EventSink, RecordSink};
+use crate::telemetry::agent_stats::AgentStats;
+
+pub enum Flow {
+    Events(Vec<Box<dyn EventSink>>),
+    Records(Box<RecordFlow>),
+}
+
+pub struct RecordFlow {
+    pipeline: Pipeline,
+    records: Vec<Record>,
+    sinks: Vec<Box<dyn RecordSink>>,
+    /// The agent's own counters, when it exports telemetry.
+    stats: Option<Arc<AgentStats>>,
+}
+
+impl Flow {
+    pub fn events(sinks: Vec<Box<dyn EventSink>>) -> Flow {
+        Flow::Events(sinks)
+    }
+
+    pub fn records(limits: Limits, sinks: Vec<Box<dyn RecordSink>>, stats: Option<Arc<AgentStats>>) -> Flow {
+        Flow::Records(Box::new(RecordFlow { pipeline: Pipeline::new(limits), records: vec![], sinks, stats }))
+    }
+
+    /// One batch through: every sink sees it before the next batch starts.
+    pub fn consume(&mut self, batch: &[Event]) -> std::io::Result<()> {
+        match self {
+            Flow::Events(sinks) => {
+                for s in sinks {
+                    s.write_batch(batch)?;
+                }
+                Ok(())
+            }
+            Flow::Records(f) => f.consume(batch),
+        }
+    }
+
+    /// The source ended: records still held (requests without responses) come out, sinks finish.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        match self {
+            Flow::Events(sinks) => {
+                for s in sinks {
+                    s.finish()?;
+                }
+                Ok(())
+            }
+            Flow::Records(f) => f.finish(),
+        }
+    }
+
+    /// The pipeline's counters (records mode).
+    pub fn stats(&self) -> Option<Stats> {
+        match self {
+            Flow::Events(_) => None,
+            Flow::Records(f) => Some(f.pipeline.stats()),
+        }
+    }
+}
+
+impl RecordFlow {
+    fn consume(&mut self, batch: &[Event]) -> std::io::Result<()> {
+        for ev in batch {
+            if let (Some(stats), EventKind::Loss(l)) = (&self.stats, &ev.kind) {
+                stats.add_lost(l.source, l.count);
+            }
+            self.pipeline.push(ev, &mut self.records);
+        }
+        if let Some(stats) = &self.stats {
+            stats.events.fetch_add(batch.len() as u64, Relaxed);
+            stats.parse_errors.store(self.pipeline.parse_errors(), Relaxed);
+        }
+        self.write_records()
+    }
+
+    fn write_records(&mut self) -> std::io::Result<()> {
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        let result = self.sinks.iter_mut().try_for_each(|s| s.write_batch(&self.records));
+        self.records.clear();
+        result
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.pipeline.finish(&mut self.records);
+        let written = self.write_records();
+        if let Some(stats) = &self.stats {
+            stats.parse_errors.store(self.pipeline.parse_errors(), Relaxed);
+        }
+        let finished = self.sinks.iter_mut().try_for_each(|s| s.finish());
+        let s = self.pipeline.stats();
+        log::info!(
+            "pipeline: {} events, {} records ({} unanswered, {} orphan responses), {} parse errors, {} lost events reported",
+            s.events,
+            s.records,
+            s.unanswered,
+            s.orphans,
+            s.parse_errors,
+            s.lost_events
+        );
+        written.and(finished)
+    }
+}
