@@ -13,6 +13,7 @@ mod manifest;
 mod probe;
 mod qemu;
 mod table;
+mod vmlinux;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;

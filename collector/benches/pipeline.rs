@@ -47,7 +47,7 @@ fn streams(events: &[Event]) -> Vec<Stream> {
     for ev in events {
         if let EventKind::Data(d) = &ev.kind {
             let e = by_conn.entry((ev.pid, ev.fd)).or_insert((d.conn.transport, d.conn.role, vec![]));
-            e.2.push((d.direction, d.payload.0.clone()));
+            e.2.push((d.direction, d.payload.to_vec()));
         }
     }
     let mut out = vec![];

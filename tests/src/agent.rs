@@ -165,6 +165,6 @@ impl Captured {
     /// The captured payload of a data event, unescaped to bytes.
     pub fn payload(ev: &Value) -> Vec<u8> {
         let s = ev["payload"].as_str().expect("payload string");
-        strata_event::Payload::unescape(s).unwrap_or_else(|| panic!("malformed payload escape: {s:?}")).0
+        strata_event::Payload::unescape(s).unwrap_or_else(|| panic!("malformed payload escape: {s:?}")).to_vec()
     }
 }

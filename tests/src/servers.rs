@@ -91,6 +91,61 @@ fn nginx_listening(listen_options: &str) -> Server {
     Server { child, port, dir }
 }
 
+/// nginx serving the files under `root` (a BTF archive, say) on 127.0.0.1, one process.
+pub fn nginx_files(root: &std::path::Path) -> Server {
+    let bin = require_tool("nginx", "nginx-light");
+    let dir = scratch_dir("nginx-files");
+    let port = crate::free_port();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nerror_log {dir}/error.log;\npid {dir}/nginx.pid;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log {dir}/access.log;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
+           fastcgi_temp_path {dir}/fcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
+           server {{\n    listen 127.0.0.1:{port};\n    root {root};\n  }}\n}}\n",
+        dir = dir.display(),
+        root = root.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let mut child = Command::new(bin)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-p")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn nginx");
+    wait_for_tcp(&format!("127.0.0.1:{port}"), &mut child, "nginx");
+    Server { child, port, dir }
+}
+
+impl Server {
+    /// Requests nginx_files logged so far.
+    pub fn access_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default().lines().map(String::from).collect()
+    }
+}
+
+/// A server that accepts connections and never says anything: what a hung archive looks like.
+pub struct Silent {
+    pub port: u16,
+    _listener: std::sync::Arc<std::net::TcpListener>,
+}
+
+pub fn silent() -> Silent {
+    let listener = std::sync::Arc::new(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let port = listener.local_addr().unwrap().port();
+    let l = listener.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in l.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    Silent { port, _listener: listener }
+}
+
 /// dnsmasq answering `*.strata.test` with 192.0.2.7 and 2001:db8::7, and NXDOMAIN for
 /// `*.nx.test`, on 127.0.0.1 (UDP and TCP), nothing upstream.
 pub fn dnsmasq() -> Server {

@@ -1,6 +1,7 @@
 //! The foundation's promises, end to end on the running kernel: real clients, real servers,
-//! the real `strata` binary. The exchange checks run once per capture tier (`core`, `perf-event`):
-//! every tier must deliver the same events.
+//! the real `strata` binary. The exchange checks run once per way of capturing (the CO-RE probes
+//! over the ring buffer and over the perf buffer, and perf-event): every one must deliver the
+//! same events.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -47,42 +48,65 @@ fn with_retries_for_a_late_tier(check: impl Fn() + std::panic::RefUnwindSafe) {
     }
 }
 
-/// Generates one test per tier from a check taking the tier's name.
+/// How a test captures: the tier, and for the CO-RE tier the buffer its records travel through.
+struct Mode {
+    args: &'static [&'static str],
+    /// Payloads are copied in the syscall (the CO-RE tier), not read after it (perf-event).
+    exact: bool,
+}
+
+/// The CO-RE probes over the BPF ring buffer (5.8+), the default where the kernel has it.
+const CORE_RING: Mode = Mode { args: &["--tier", "core", "--transport", "ring-buffer"], exact: true };
+/// The same probes built for kernels before 5.8 (the perf-buffer object: no global data,
+/// bpf_probe_read, a per-CPU perf event array), forced here so they are proven on this kernel too.
+const CORE_PERF_BUFFER: Mode = Mode { args: &["--tier", "core", "--transport", "perf-buffer"], exact: true };
+const PERF_EVENT: Mode = Mode { args: &["--tier", "perf-event"], exact: false };
+
+/// Generates one test per way of capturing from a check taking the mode.
 macro_rules! per_tier {
-    ($($check:ident => $core:ident, $perf:ident;)*) => {$(
+    ($($check:ident => $core:ident, $core_perf_buffer:ident, $perf:ident;)*) => {$(
         #[test]
         fn $core() {
             let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-            $check("core");
+            $check(&CORE_RING);
+        }
+        #[test]
+        fn $core_perf_buffer() {
+            let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+            $check(&CORE_PERF_BUFFER);
         }
         #[test]
         fn $perf() {
             let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-            with_retries_for_a_late_tier(|| $check("perf-event"));
+            with_retries_for_a_late_tier(|| $check(&PERF_EVENT));
         }
     )*};
 }
 
 per_tier! {
-    http_over_ipv4 => core_curl_to_nginx_over_ipv4, perf_event_curl_to_nginx_over_ipv4;
-    http_over_ipv6 => core_curl_to_nginx_over_ipv6, perf_event_curl_to_nginx_over_ipv6;
-    dns_over_udp => core_dns_query_over_udp_with_addresses, perf_event_dns_query_over_udp_with_addresses;
-    truncation => core_payload_over_the_cap_is_truncated, perf_event_payload_over_the_cap_is_truncated;
+    http_over_ipv4 => core_curl_to_nginx_over_ipv4, core_perf_buffer_curl_to_nginx_over_ipv4,
+        perf_event_curl_to_nginx_over_ipv4;
+    http_over_ipv6 => core_curl_to_nginx_over_ipv6, core_perf_buffer_curl_to_nginx_over_ipv6,
+        perf_event_curl_to_nginx_over_ipv6;
+    dns_over_udp => core_dns_query_over_udp_with_addresses, core_perf_buffer_dns_query_over_udp_with_addresses,
+        perf_event_dns_query_over_udp_with_addresses;
+    truncation => core_payload_over_the_cap_is_truncated, core_perf_buffer_payload_over_the_cap_is_truncated,
+        perf_event_payload_over_the_cap_is_truncated;
 }
 
-fn http_over_ipv4(tier: &str) {
-    check_http(tier, "127.0.0.1", "127.0.0.1");
+fn http_over_ipv4(mode: &Mode) {
+    check_http(mode, "127.0.0.1", "127.0.0.1");
 }
 
-fn http_over_ipv6(tier: &str) {
-    check_http(tier, "[::1]", "[::1]");
+fn http_over_ipv6(mode: &Mode) {
+    check_http(mode, "[::1]", "[::1]");
 }
 
 /// curl -> nginx over one address family; checks both sides of the exchange.
-fn check_http(tier: &str, host: &str, local: &str) {
+fn check_http(mode: &Mode, host: &str, local: &str) {
     let nginx = servers::nginx();
     let curl_bin = require_tool("curl", "curl");
-    let agent = Agent::start(&["--tier", tier]);
+    let agent = Agent::start(mode.args);
     let path = format!("/strata-e2e-{}", nginx.port);
     let url = format!("http://{host}:{}{path}", nginx.port);
     let curl = Command::new(&curl_bin)
@@ -115,7 +139,7 @@ fn check_http(tier: &str, host: &str, local: &str) {
     let host_header = format!("{}:{}", host, nginx.port);
     let check_request = |e: &Value, exact_prefix: bool| {
         let p = Captured::payload(e);
-        if tier == "core" {
+        if mode.exact {
             assert_eq!(e["payload_stale"], false);
             if exact_prefix {
                 assert!(p.starts_with(request_line.as_bytes()), "{e:?}");
@@ -132,7 +156,7 @@ fn check_http(tier: &str, host: &str, local: &str) {
         assert_eq!(e["role"], "client");
         assert_eq!(e["remote"], server_addr.as_str());
         // perf-event: memory of a process that has exited reads short, and says so.
-        if tier == "core" {
+        if mode.exact {
             assert_eq!(e["truncated"], false);
         }
     }
@@ -169,20 +193,20 @@ fn check_http(tier: &str, host: &str, local: &str) {
 /// fact, and dig reuses that memory within microseconds, so a share of its queries are read stale
 /// (counted as `perf_unreadable` or `perf_unresolved` loss, or seen without the name); the tier's benchmark measures
 /// that share. Every query must still be seen with its addresses, and at least one whole.
-fn dns_queries_for(tier: &str) -> usize {
-    if tier == "perf-event" {
+fn dns_queries_for(mode: &Mode) -> usize {
+    if !mode.exact {
         5
     } else {
         1
     }
 }
 
-fn dns_over_udp(tier: &str) {
+fn dns_over_udp(mode: &Mode) {
     let dns = servers::dnsmasq();
     let dig_bin = require_tool("dig", "dnsutils");
-    let agent = Agent::start(&["--tier", tier]);
+    let agent = Agent::start(mode.args);
     let mut dig_pids = vec![];
-    for _ in 0..dns_queries_for(tier) {
+    for _ in 0..dns_queries_for(mode) {
         let dig = Command::new(&dig_bin)
             .args(["@127.0.0.1", "-p", &dns.port.to_string(), "+short", "+tries=1", "+time=5", "e2e.strata.test", "A"])
             .stdout(Stdio::piped())
@@ -239,9 +263,9 @@ fn dns_over_udp(tier: &str) {
     assert_eq!(received[0]["local"], server.as_str());
 }
 
-fn truncation(tier: &str) {
+fn truncation(mode: &Mode) {
     let nginx = servers::nginx();
-    let agent = Agent::start(&["--tier", tier, "--capture-bytes", "1000"]);
+    let agent = Agent::start(&[mode.args, &["--capture-bytes", "1000"]].concat());
     let body = vec![b'z'; 20_000];
     let mut request =
         format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())

@@ -43,24 +43,41 @@ fn saved_facts_evaluate_the_same_offline_and_edited_facts_change_the_tier() {
     assert_eq!(live["tier"], offline["tier"]);
     assert_eq!(live["facts"], offline["facts"]);
 
-    // The same node without BTF: CO-RE is passed over, with the reason, for the perf-event tier.
+    // The same node without BTF, where the archive had a BTF for it: CO-RE with the archive's.
     let mut facts: Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
     let btf = facts.pointer_mut("/btf").expect("facts carry btf");
     btf["vmlinux"] = serde_json::json!({ "status": "unsupported", "reason": "/sys/kernel/btf/vmlinux not found" });
     btf["size_bytes"] = Value::Null;
-    let edited = dir.join("no-btf.json");
-    std::fs::write(&edited, serde_json::to_string(&facts).unwrap()).unwrap();
+    facts["btf_archive_hint"] = serde_json::json!({ "available": true, "location": "https://archive.example/x.btf.tar.xz",
+        "path": "/var/cache/strata/btf/archive/x.btf" });
+    let report = evaluate(&dir, "archived.json", &facts, 0);
+    assert_eq!(report["tier"], "archived-btf", "{report:#}");
+    assert_eq!(report["btf_source"], "archive", "{report:#}");
+    let core = report["rejected"].as_array().unwrap().iter().find(|r| r["tier"] == "core").expect("core rejected");
+    assert!(core["reasons"].to_string().contains("BTF"), "{core}");
+
+    // ... and where the archive failed: passed over with the archive's fault, for perf-event.
+    facts["btf_archive_hint"] = serde_json::json!({ "available": false, "location": "https://archive.example/x.btf.tar.xz",
+        "error": "BTF archive https://archive.example/x.btf.tar.xz: not found: the archive has no entry for this kernel" });
+    let report = evaluate(&dir, "no-archive.json", &facts, 10);
+    assert_eq!(report["tier"], "perf-event", "{report:#}");
+    let archived =
+        report["rejected"].as_array().unwrap().iter().find(|r| r["tier"] == "archived-btf").expect("archived-btf rejected");
+    assert!(archived["reasons"].to_string().contains("has no entry for this kernel"), "{archived}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `compat-check --json --facts` on `facts` written to `dir/name`; the exit code must be `code`.
+fn evaluate(dir: &std::path::Path, name: &str, facts: &Value, code: i32) -> Value {
+    let edited = dir.join(name);
+    std::fs::write(&edited, serde_json::to_string(facts).unwrap()).unwrap();
     let out = compat(&["--json", "--facts", edited.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.code() == Some(2) {
         panic!("edited facts did not load (the test's idea of the facts layout is stale): {stderr}");
     }
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["tier"], "perf-event", "{report:#}");
-    assert_eq!(out.status.code(), Some(10), "degraded exit code");
-    let core = report["rejected"].as_array().unwrap().iter().find(|r| r["tier"] == "core").expect("core rejected");
-    assert!(core["reasons"].to_string().contains("BTF"), "{core}");
-    std::fs::remove_dir_all(dir).unwrap();
+    assert_eq!(out.status.code(), Some(code), "exit code; stderr: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

@@ -28,7 +28,7 @@ fn data(ts: u64, fd: i32, sock_id: u64, direction: Direction, bytes: &[u8], move
         syscall: Syscall::Write,
         direction,
         byte_count: moved,
-        payload: Payload(bytes.to_vec()),
+        payload: Payload::from(bytes),
         truncated: (bytes.len() as u64) < moved,
         peer_from_msg: false,
         payload_stale: false,
