@@ -115,10 +115,25 @@ fn read_capped(r: impl Read, location: &str, max: u64) -> Result<Vec<u8>, FetchE
     Ok(out)
 }
 
+/// TLS for https archives: rustls with ring, trusting the system's roots (the CA bundle of the
+/// image or node, `SSL_CERT_FILE`/`SSL_CERT_DIR`) and Mozilla's, built in, so a minimal image with no
+/// CA bundle still reaches the public archive. A plain http:// archive never needs any of it.
+fn tls_config() -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(native.certs);
+    log::debug!("TLS roots: {} built in, {added} from the system", webpki_roots::TLS_SERVER_ROOTS.len());
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 fn fetch_http(url: &str, limits: &FetchLimits) -> Result<Vec<u8>, FetchError> {
-    // rustls with ring; the roots are the system's (rustls-platform-verifier).
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(tls_config())
         .connect_timeout(limits.connect_timeout)
         .timeout(limits.timeout)
         .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))

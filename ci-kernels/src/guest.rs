@@ -29,6 +29,12 @@ pub fn cmdline(scenario: &Scenario, extra: Option<&str>) -> String {
     if scenario.hide_btf {
         c.push_str(" strata.hide_btf=1");
     }
+    if let Some(a) = scenario.archive {
+        c.push_str(&format!(" strata.archive={}", a.word()));
+    }
+    if let Some(t) = &scenario.transport {
+        c.push_str(&format!(" strata.transport={t}"));
+    }
     c.push_str(&format!(" strata.duration={}", scenario.duration_secs));
     if let Some(e) = extra {
         c.push(' ');
@@ -50,13 +56,15 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 if mount -t bpf bpf /sys/fs/bpf 2>/dev/null; then BPFFS=yes; else BPFFS=no; fi
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 
-SCENARIO=unknown; TIER=; HIDE_BTF=0; DURATION=8
+SCENARIO=unknown; TIER=; HIDE_BTF=0; DURATION=8; ARCHIVE=; TRANSPORT=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     strata.scenario=*) SCENARIO="${arg#*=}" ;;
     strata.tier=*) TIER="${arg#*=}" ;;
     strata.hide_btf=*) HIDE_BTF="${arg#*=}" ;;
     strata.duration=*) DURATION="${arg#*=}" ;;
+    strata.archive=*) ARCHIVE="${arg#*=}" ;;
+    strata.transport=*) TRANSPORT="${arg#*=}" ;;
   esac
 done
 echo "=== strata guest: scenario $SCENARIO, kernel $(uname -r), bpffs $BPFFS"
@@ -70,9 +78,17 @@ fi
 # (bpf() exists and rejected the empty attr).
 /bin/bpf-probe; BPF_ERRNO=$?
 
+# The BTF archive: this kernel's entry served on loopback (whole, or cut short), else an empty
+# local one (the guest has no network).
+BTF_ARGS="--btf-archive file:///no-archive"
+case "$ARCHIVE" in
+  good) httpd -p 127.0.0.1:8081 -h /archive; BTF_ARGS="--btf-archive http://127.0.0.1:8081" ;;
+  damaged) httpd -p 127.0.0.1:8081 -h /archive-damaged; BTF_ARGS="--btf-archive http://127.0.0.1:8081" ;;
+esac
+
 COMPAT_STATE=missing; COMPAT_RC=-1; COMPAT_B64=
 if strata --help 2>/dev/null | grep -q 'compat-check'; then
-  strata compat-check --json >/tmp/compat.json 2>/tmp/compat.err; COMPAT_RC=$?
+  strata compat-check --json $BTF_ARGS >/tmp/compat.json 2>/tmp/compat.err; COMPAT_RC=$?
   COMPAT_STATE=ran
   COMPAT_B64=$(base64 </tmp/compat.json | tr -d '\n')
   echo "=== strata compat-check --json (exit $COMPAT_RC)"
@@ -83,8 +99,9 @@ fi
 mkdir -p /www
 echo "hello from the strata kernel matrix" >/www/index.html
 if [ -n "$TIER" ]; then TIER_ARGS="--tier $TIER"; else TIER_ARGS=; fi
-echo "=== strata run --output jsonl --duration ${DURATION}s $TIER_ARGS"
-strata run --output jsonl --duration "${DURATION}s" $TIER_ARGS >/tmp/events.jsonl 2>/tmp/run.err &
+if [ -n "$TRANSPORT" ]; then TIER_ARGS="$TIER_ARGS --transport $TRANSPORT"; fi
+echo "=== strata run --output jsonl --duration ${DURATION}s $TIER_ARGS $BTF_ARGS"
+strata run --output jsonl --duration "${DURATION}s" $TIER_ARGS $BTF_ARGS >/tmp/events.jsonl 2>/tmp/run.err &
 RUN_PID=$!
 i=0
 while [ $i -lt 90 ]; do
@@ -104,14 +121,15 @@ tail -n 20 /tmp/run.err
 RECORDS=$(grep '"protocol":"http"' /tmp/events.jsonl | grep '"target":"/index.html"' | grep -c '"status":"200"')
 EVENTS=$(wc -l </tmp/events.jsonl)
 RUN_TIER=$(sed -n 's/.*capturing: tier \([a-z-]*\).*/\1/p' /tmp/run.err | head -n 1)
+CAPTURING=$(grep -m 1 'capturing: tier' /tmp/run.err | tr -d '"\\' | tr '\n\t\r' '   ' | sed 's/[^ -~]/ /g' | cut -c 1-300)
 # The first error line says what went wrong (a verifier log follows it); else the last line.
 DETAIL=$( (grep -m 1 'ERROR' /tmp/run.err || tail -n 1 /tmp/run.err) | tr -d '"\\' | tr '\n\t\r' '   ' | sed 's/[^ -~]/ /g' | cut -c 1-300)
 
 # Keep kernel messages from interleaving with the result line.
 dmesg -n 1 2>/dev/null
-printf 'STRATA-RESULT {"v":1,"scenario":"%s","kernel":"%s","btf":"%s","bpffs":"%s","bpf_errno":%d,"compat_check":"%s","compat_rc":%d,"compat_b64":"%s","run_tier":"%s","run_rc":%d,"records":%d,"events":%d,"detail":"%s"}\n' \
+printf 'STRATA-RESULT {"v":1,"scenario":"%s","kernel":"%s","btf":"%s","bpffs":"%s","bpf_errno":%d,"compat_check":"%s","compat_rc":%d,"compat_b64":"%s","run_tier":"%s","run_rc":%d,"records":%d,"events":%d,"detail":"%s","capturing":"%s"}\n' \
   "$SCENARIO" "$(uname -r)" "$BTF" "$BPFFS" "${BPF_ERRNO:-0}" "$COMPAT_STATE" "${COMPAT_RC:--1}" "$COMPAT_B64" \
-  "$RUN_TIER" "${RUN_RC:--1}" "${RECORDS:-0}" "${EVENTS:-0}" "$DETAIL"
+  "$RUN_TIER" "${RUN_RC:--1}" "${RECORDS:-0}" "${EVENTS:-0}" "$DETAIL" "$CAPTURING"
 sync
 poweroff -f
 echo o >/proc/sysrq-trigger
@@ -145,6 +163,9 @@ pub struct GuestResult {
     pub events: u64,
     /// `strata run`'s first ERROR log line, else its last stderr line.
     pub detail: String,
+    /// `strata run`'s "capturing: tier ..." line (tier, BTF, buffer).
+    #[serde(default)]
+    pub capturing: String,
 }
 
 impl GuestResult {
@@ -219,7 +240,7 @@ pub fn base64_decode(s: &str) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
 
-    pub(crate) const LINE: &str = r#"STRATA-RESULT {"v":1,"scenario":"native-btf","kernel":"6.1.0-50-amd64","btf":"present","bpffs":"yes","bpf_errno":22,"compat_check":"missing","compat_rc":-1,"compat_b64":"","run_tier":"core","run_rc":0,"records":10,"events":42,"detail":"stopped: programs detached"}"#;
+    pub(crate) const LINE: &str = r#"STRATA-RESULT {"v":1,"scenario":"native-btf","kernel":"6.1.0-50-amd64","btf":"present","bpffs":"yes","bpf_errno":22,"compat_check":"missing","compat_rc":-1,"compat_b64":"","run_tier":"core","run_rc":0,"records":10,"events":42,"detail":"stopped: programs detached","capturing":"capturing: tier core"}"#;
 
     #[test]
     fn parses_the_result_line_among_console_noise() {
@@ -286,6 +307,10 @@ mod tests {
             force_tier: Some("perf-event".into()),
             hide_btf: true,
             expect_reason: None,
+            expect_reason_in: None,
+            archive: Some(crate::manifest::ArchiveState::Good),
+            transport: Some("perf-buffer".into()),
+            expect_capturing: None,
             duration_secs: 8,
         };
         let c = cmdline(&s, Some("nokaslr"));
@@ -294,6 +319,8 @@ mod tests {
             "strata.scenario=hidden-btf",
             "strata.tier=perf-event",
             "strata.hide_btf=1",
+            "strata.archive=good",
+            "strata.transport=perf-buffer",
             "strata.duration=8",
             "nokaslr",
         ] {

@@ -32,6 +32,9 @@ pub struct Verdict {
     pub reasons: Vec<String>,
 }
 
+/// Every cell runs five wget → httpd exchanges: each must come out as a record on both sides.
+pub const EXPECTED_RECORDS: u64 = 10;
+
 pub fn judge(scenario: &Scenario, outcome: &GuestOutcome, opts: JudgeOptions) -> Verdict {
     let r = match outcome {
         GuestOutcome::Reported(r) => r,
@@ -82,24 +85,19 @@ pub fn judge(scenario: &Scenario, outcome: &GuestOutcome, opts: JudgeOptions) ->
                 Some(t) => compat_tier = Some(t.to_string()),
                 None => fail.push("compat-check JSON has no top-level string \"tier\"".into()),
             }
-            // Where the report says why tiers were passed over: the `reasons` of its `rejected` list
-            // (`[{tier, reasons: [..]}]`, kernel-compat/SCHEMA.md) when it has one (tier names such as
-            // `archived-btf` do not count), else everything but the chosen tier.
-            compat_text = Some(match v.get("rejected").and_then(|r| r.as_array()) {
-                Some(rejected) => rejected
-                    .iter()
-                    .filter_map(|e| e.get("reasons").or_else(|| e.get("reason")))
-                    .map(|r| r.to_string().to_lowercase())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                None => {
-                    let mut rest = v.clone();
-                    if let Some(o) = rest.as_object_mut() {
-                        o.remove("tier");
-                    }
-                    rest.to_string().to_lowercase()
-                }
-            });
+            // Why the tier named by the scenario was passed over: the `reasons` of its entry in the
+            // report's `rejected` list (`[{tier, reasons: [..]}]`, kernel-compat/SCHEMA.md), and only
+            // that tier's: a word found among another tier's reasons proves nothing.
+            if let Some(tier) = &scenario.expect_reason_in {
+                compat_text = Some(
+                    v.get("rejected")
+                        .and_then(|r| r.as_array())
+                        .and_then(|r| r.iter().find(|e| e.get("tier").and_then(|t| t.as_str()) == Some(tier)))
+                        .and_then(|e| e.get("reasons"))
+                        .map(|r| r.to_string().to_lowercase())
+                        .unwrap_or_default(),
+                );
+            }
         }
     }
 
@@ -125,9 +123,10 @@ pub fn judge(scenario: &Scenario, outcome: &GuestOutcome, opts: JudgeOptions) ->
         }
     }
     if let Some(word) = &scenario.expect_reason {
+        let tier = scenario.expect_reason_in.as_deref().unwrap_or("?");
         match &compat_text {
             Some(text) if text.contains(&word.to_lowercase()) => {}
-            Some(_) => fail.push(format!("the compat report does not say why it fell back (no {word:?} in it)")),
+            Some(_) => fail.push(format!("the compat report does not give {word:?} as a reason it passed over {tier}")),
             None if opts.allow_missing_compat_check => {
                 notes.push(format!("fallback reason ({word:?}) not checked: no compat report"))
             }
@@ -137,8 +136,16 @@ pub fn judge(scenario: &Scenario, outcome: &GuestOutcome, opts: JudgeOptions) ->
     if r.run_rc != 0 {
         fail.push(format!("strata run exited {}: {}", r.run_rc, short_detail(&r.detail)));
     }
-    if r.records == 0 {
-        fail.push(format!("0 records of GET /index.html ({} JSON lines in all)", r.events));
+    if let Some(phrase) = &scenario.expect_capturing {
+        if !r.capturing.contains(phrase.as_str()) {
+            fail.push(format!("strata run did not capture with {phrase:?}: {:?}", r.capturing));
+        }
+    }
+    if r.records != EXPECTED_RECORDS {
+        fail.push(format!(
+            "{} records of GET /index.html, not {EXPECTED_RECORDS} (5 exchanges, both sides; {} JSON lines in all)",
+            r.records, r.events
+        ));
     }
     let pass = fail.is_empty();
     Verdict { pass, tier: shown, records: Some(r.records), reasons: if pass { notes } else { fail } }
@@ -178,6 +185,10 @@ mod tests {
             force_tier: None,
             hide_btf: false,
             expect_reason: None,
+            expect_reason_in: None,
+            archive: None,
+            transport: None,
+            expect_capturing: None,
             duration_secs: 8,
         }
     }
@@ -198,6 +209,7 @@ mod tests {
             records,
             events: records * 3,
             detail: String::new(),
+            capturing: format!("capturing: tier {run_tier} (CO-RE probes relocated with the kernel BTF, ring buffer)"),
         })
     }
 
@@ -244,14 +256,33 @@ mod tests {
     }
 
     #[test]
-    fn zero_records_fails() {
-        let v = judge(
-            &scenario("native-btf", "core"),
-            &reported("native-btf", Some(r#"{"tier":"core"}"#), "core", 0),
-            STRICT,
-        );
-        assert!(!v.pass);
-        assert!(v.reasons.iter().any(|r| r.contains("0 records")), "{v:?}");
+    fn every_exchange_must_be_recorded_not_just_one() {
+        for n in [0, 1, 9, 11] {
+            let v = judge(
+                &scenario("native-btf", "core"),
+                &reported("native-btf", Some(r#"{"tier":"core"}"#), "core", n),
+                STRICT,
+            );
+            assert!(!v.pass, "{n} records");
+            assert!(v.reasons.iter().any(|r| r.contains(&format!("{n} records of GET /index.html, not 10"))), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn the_capturing_line_must_name_the_transport() {
+        let mut s = scenario("core-perf-buffer", "core");
+        s.expect_capturing = Some("perf buffer".into());
+        let ring = reported("core-perf-buffer", Some(r#"{"tier":"core"}"#), "core", 10);
+        let v = judge(&s, &ring, STRICT);
+        assert!(!v.pass && v.reasons.iter().any(|r| r.contains("perf buffer")), "{v:?}");
+        let perf = match ring {
+            GuestOutcome::Reported(mut r) => {
+                r.capturing = r.capturing.replace("ring buffer", "perf buffer");
+                GuestOutcome::Reported(r)
+            }
+            o => o,
+        };
+        assert!(judge(&s, &perf, STRICT).pass);
     }
 
     #[test]
@@ -298,7 +329,7 @@ mod tests {
     fn forced_tier_is_judged_by_run() {
         let mut s = scenario("perf-event-forced", "perf-event");
         s.force_tier = Some("perf-event".into());
-        let v = judge(&s, &reported("perf-event-forced", Some(r#"{"tier":"core"}"#), "perf-event", 4), STRICT);
+        let v = judge(&s, &reported("perf-event-forced", Some(r#"{"tier":"core"}"#), "perf-event", 10), STRICT);
         assert!(v.pass, "{v:?}");
         assert_eq!(v.tier, "perf-event");
     }
@@ -308,6 +339,7 @@ mod tests {
         let mut s = scenario("hidden-btf", "perf-event");
         s.hide_btf = true;
         s.expect_reason = Some("btf".into());
+        s.expect_reason_in = Some("core".into());
         let why = r#"{"tier":"perf-event","exit_code":10,"rejected":[{"tier":"core","reasons":["kernel BTF missing: /sys/kernel/btf/vmlinux not found"]}]}"#;
         let with_rc10 = |o: GuestOutcome| match o {
             GuestOutcome::Reported(mut r) => {
@@ -316,15 +348,18 @@ mod tests {
             }
             o => o,
         };
-        assert!(judge(&s, &with_rc10(reported("hidden-btf", Some(why), "perf-event", 3)), STRICT).pass);
+        assert!(judge(&s, &with_rc10(reported("hidden-btf", Some(why), "perf-event", 10)), STRICT).pass);
         // A tier named archived-btf in the list is not a reason.
         let named = r#"{"tier":"perf-event","rejected":[{"tier":"archived-btf","reasons":["no archive reachable"]}]}"#;
-        assert!(!judge(&s, &reported("hidden-btf", Some(named), "perf-event", 3), STRICT).pass);
+        assert!(!judge(&s, &reported("hidden-btf", Some(named), "perf-event", 10), STRICT).pass);
+        // The word among another tier's reasons does not count: core's must say it.
+        let other = r#"{"tier":"perf-event","rejected":[{"tier":"core","reasons":["tracefs is not mounted"]},{"tier":"archived-btf","reasons":["needs a BTF archive"]}]}"#;
+        assert!(!judge(&s, &with_rc10(reported("hidden-btf", Some(other), "perf-event", 10)), STRICT).pass);
         // BTF mentioned elsewhere in the report (its facts) does not count: the rejection must say it.
         let silent = r#"{"tier":"perf-event","facts":{"btf":"none"},"rejected":[]}"#;
-        let v = judge(&s, &reported("hidden-btf", Some(silent), "perf-event", 3), STRICT);
+        let v = judge(&s, &reported("hidden-btf", Some(silent), "perf-event", 10), STRICT);
         assert!(!v.pass);
-        assert!(v.reasons.iter().any(|r| r.contains("why it fell back")));
+        assert!(v.reasons.iter().any(|r| r.contains("as a reason it passed over core")), "{v:?}");
     }
 
     #[test]
@@ -343,7 +378,7 @@ mod tests {
     fn degraded_exit_code_is_not_a_failure() {
         // kernel-compat/SCHEMA.md: compat-check exits 10 for a degraded tier (perf-event).
         let s = scenario("bpf-less", "perf-event");
-        let with_rc = |rc: i32, report: &str| match reported("bpf-less", Some(report), "perf-event", 5) {
+        let with_rc = |rc: i32, report: &str| match reported("bpf-less", Some(report), "perf-event", 10) {
             GuestOutcome::Reported(mut r) => {
                 r.compat_rc = rc;
                 GuestOutcome::Reported(r)

@@ -12,6 +12,8 @@ use crate::{apt, cache};
 
 pub struct Prepared {
     pub image: PathBuf,
+    /// `uname -r` of the kernel, where known before boot (Debian packages name it).
+    pub release: Option<String>,
     /// What it is, for the log: the package file or the build key.
     pub what: String,
     pub cached: bool,
@@ -41,8 +43,9 @@ fn from_deb(d: &DebSource, cache_dir: &Path) -> Result<Prepared> {
     let deb_name = cache::deb_file_name(&pkg, &ver, "amd64");
     let out_dir = cache_dir.join("kernels").join(cache::deb_kernel_key(&deb_name));
     let image = out_dir.join("vmlinuz");
+    let release = pkg.strip_prefix("linux-image-").map(str::to_string);
     if image.exists() {
-        return Ok(Prepared { image, what: deb_name, cached: true });
+        return Ok(Prepared { image, release, what: deb_name, cached: true });
     }
     let deb = apt::download(&pkg, &ver, "amd64", &cache_dir.join("debs"))?;
     let tmp = out_dir.with_extension("tmp");
@@ -59,7 +62,7 @@ fn from_deb(d: &DebSource, cache_dir: &Path) -> Result<Prepared> {
     std::fs::remove_dir_all(tmp.join("boot"))?;
     let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::rename(&tmp, &out_dir)?;
-    Ok(Prepared { image, what: deb_name, cached: false })
+    Ok(Prepared { image, release, what: deb_name, cached: false })
 }
 
 /// Lines of the fragment the final .config does not honour: `CONFIG_X=y` that is not set, or
@@ -120,7 +123,7 @@ fn build(b: &BuildSource, cache_dir: &Path, manifest_dir: &Path) -> Result<Prepa
     let out_dir = cache_dir.join("builds").join(&key);
     let image = out_dir.join("bzImage");
     if image.exists() {
-        return Ok(Prepared { image, what: format!("{key} ({deb_name} + {})", b.fragment), cached: true });
+        return Ok(Prepared { image, release: None, what: format!("{key} ({deb_name} + {})", b.fragment), cached: true });
     }
     check_tools()?;
     let deb = apt::download(&b.source, &ver, arch, &cache_dir.join("debs"))?;
@@ -163,7 +166,7 @@ fn build(b: &BuildSource, cache_dir: &Path, manifest_dir: &Path) -> Result<Prepa
     std::fs::copy(&log, out_dir.join("build.log"))?;
     std::fs::remove_dir_all(&work)?;
     eprintln!("ci-kernels: built {key} in {:.0} s", started.elapsed().as_secs_f64());
-    Ok(Prepared { image, what: format!("{key} ({deb_name} + {})", b.fragment), cached: false })
+    Ok(Prepared { image, release: None, what: format!("{key} ({deb_name} + {})", b.fragment), cached: false })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod initramfs;
 mod judge;
 mod kernels;
 mod manifest;
+mod overlay;
 mod probe;
 mod qemu;
 mod table;
@@ -210,12 +211,23 @@ fn run(manifest: &Manifest, manifest_dir: &Path, cache_dir: &Path, args: RunArgs
         t.elapsed().as_secs_f64()
     );
 
-    let mut images: BTreeMap<String, Result<PathBuf, String>> = BTreeMap::new();
+    // Each kernel's image, and the initramfs its guests boot: the shared one, plus (Debian
+    // kernels) an overlay with os-release and the kernel's BTF archive.
+    let mut images: BTreeMap<String, Result<(PathBuf, PathBuf), String>> = BTreeMap::new();
     for k in unique_kernels(&cells) {
         let t = Instant::now();
-        let r = kernels::prepare(k, cache_dir, manifest_dir);
+        let r = kernels::prepare(k, cache_dir, manifest_dir).and_then(|p| {
+            let initrd = match (&k.os_release, &p.release) {
+                (Some(os), Some(release)) => {
+                    let with_archive = cells.iter().any(|(ck, s)| ck.name == k.name && s.archive.is_some());
+                    overlay::initrd_with_overlay(&initrd, &p.image, os, release, with_archive)?
+                }
+                _ => initrd.clone(),
+            };
+            Ok((p, initrd))
+        });
         match &r {
-            Ok(p) => println!(
+            Ok((p, _)) => println!(
                 "kernel {}: {} ({}) [{:.1} s]",
                 k.name,
                 p.what,
@@ -224,7 +236,10 @@ fn run(manifest: &Manifest, manifest_dir: &Path, cache_dir: &Path, args: RunArgs
             ),
             Err(e) => println!("kernel {}: FAILED: {e:#}", k.name),
         }
-        images.insert(k.name.clone(), r.map(|p| p.image).map_err(|e| format!("kernel not available: {e:#}")));
+        images.insert(
+            k.name.clone(),
+            r.map(|(p, initrd)| (p.image, initrd)).map_err(|e| format!("kernel not available: {e:#}")),
+        );
     }
 
     let logs = cache_dir.join("logs");
@@ -236,11 +251,11 @@ fn run(manifest: &Manifest, manifest_dir: &Path, cache_dir: &Path, args: RunArgs
         let serial_log = logs.join(format!("{}--{}.serial.log", k.name, s.name));
         let outcome = match &images[&k.name] {
             Err(e) => GuestOutcome::NoResult(e.clone()),
-            Ok(image) => {
+            Ok((image, initrd)) => {
                 println!("boot {} / {} ...", k.name, s.name);
                 let boot = qemu::Boot {
                     kernel: image,
-                    initrd: &initrd,
+                    initrd,
                     append: guest::cmdline(s, k.append.as_deref()),
                     timeout: Duration::from_secs(args.timeout),
                     serial_log: serial_log.clone(),

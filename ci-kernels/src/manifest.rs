@@ -26,12 +26,42 @@ pub struct Scenario {
     /// Mount an empty tmpfs over /sys/kernel/btf first.
     #[serde(default)]
     pub hide_btf: bool,
-    /// A word the compat report must contain (case-insensitive): why it fell back.
+    /// A word the compat report must give (case-insensitive) as a reason it passed over
+    /// `expect_reason_in`.
     #[serde(default)]
     pub expect_reason: Option<String>,
+    /// The tier whose rejection must hold `expect_reason` (required with it).
+    #[serde(default)]
+    pub expect_reason_in: Option<String>,
+    /// Serve the kernel's BTF archive in the guest (`good`), or a damaged copy of it (`damaged`:
+    /// the entry cut short, as a broken download would be); compat-check and run are pointed at it.
+    #[serde(default)]
+    pub archive: Option<ArchiveState>,
+    /// `strata run --transport <this>`.
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// A phrase `strata run`'s "capturing: tier ..." line must contain (e.g. `perf buffer`).
+    #[serde(default)]
+    pub expect_capturing: Option<String>,
     /// Seconds `strata run` captures for.
     #[serde(default = "default_duration")]
     pub duration_secs: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveState {
+    Good,
+    Damaged,
+}
+
+impl ArchiveState {
+    pub fn word(self) -> &'static str {
+        match self {
+            ArchiveState::Good => "good",
+            ArchiveState::Damaged => "damaged",
+        }
+    }
 }
 
 fn default_duration() -> u32 {
@@ -50,6 +80,17 @@ pub struct Kernel {
     /// Extra kernel command line.
     #[serde(default)]
     pub append: Option<String>,
+    /// The distribution the guest claims in /etc/os-release (`ID`, `VERSION_ID`): what strata
+    /// names the kernel's archive entry by.
+    #[serde(default)]
+    pub os_release: Option<OsRelease>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OsRelease {
+    pub id: String,
+    pub version_id: String,
 }
 
 /// A Debian kernel image package, named through a meta package in a suite.
@@ -105,6 +146,14 @@ impl Manifest {
             if s.duration_secs == 0 {
                 bail!("scenario {:?}: duration_secs must be > 0", s.name);
             }
+            if s.expect_reason.is_some() != s.expect_reason_in.is_some() {
+                bail!("scenario {:?}: expect_reason and expect_reason_in go together (the word, and the tier it explains)", s.name);
+            }
+            if s.transport.as_deref().is_some_and(|t| !is_word(t))
+                || s.expect_capturing.as_deref().is_some_and(|c| c.contains('"'))
+            {
+                bail!("scenario {:?}: transport is a [a-z-] word; expect_capturing has no quotes", s.name);
+            }
         }
         let mut knames = BTreeSet::new();
         for k in &self.kernels {
@@ -127,6 +176,9 @@ impl Manifest {
             for s in &k.scenarios {
                 if !names.contains(s) {
                     bail!("kernel {:?}: unknown scenario {:?} (defined: {:?})", k.name, s, names);
+                }
+                if self.scenario(s).is_some_and(|s| s.archive.is_some()) && (k.os_release.is_none() || k.deb.is_none()) {
+                    bail!("kernel {:?}: scenario {s:?} serves its BTF archive, which needs a Debian kernel and os_release", k.name);
                 }
             }
         }
@@ -195,6 +247,11 @@ mod tests {
         let hidden = m.scenario("hidden-btf").unwrap();
         assert!(hidden.hide_btf);
         assert_eq!(hidden.expect_reason.as_deref(), Some("btf"));
+        assert_eq!(hidden.expect_reason_in.as_deref(), Some("core"));
+        let archived = m.scenario("archived-btf").unwrap();
+        assert_eq!((archived.archive, archived.expect_tier.as_str()), (Some(ArchiveState::Good), "archived-btf"));
+        assert_eq!(m.scenario("archive-damaged").unwrap().archive, Some(ArchiveState::Damaged));
+        assert!(m.kernels.iter().filter(|k| k.deb.is_some()).all(|k| k.os_release.is_some()));
         assert_eq!(m.scenario("perf-event-forced").unwrap().force_tier.as_deref(), Some("perf-event"));
         assert_eq!(m.scenario("native-btf").unwrap().duration_secs, 8);
     }

@@ -71,7 +71,7 @@ pub fn archive_hint(facts: &Facts, args: &BtfArgs, always: bool) -> Option<BtfAr
             error: None,
         },
         Err(e) => {
-            log::warn!("no archived BTF for {id}: {e}");
+            log::debug!("no archived BTF for {id}: {e}");
             BtfArchiveHint { location: Some(location), error: Some(e.to_string()), ..Default::default() }
         }
     })

@@ -1,0 +1,104 @@
+//! What one kernel's guests get on top of the shared initramfs: an /etc/os-release naming the
+//! distribution, and the kernel's BTF archive in the public layout
+//! (`/archive/ID/VERSION_ID/x86_64/RELEASE.btf.tar.xz`), whole and (under `/archive-damaged`) cut
+//! short as a broken download would be. The BTF is the kernel's own, taken out of its bzImage.
+//!
+//! The overlay is a second gzipped cpio appended to the shared one (the kernel unpacks
+//! concatenated initramfs archives in order), cached by content.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::cache::sha256_hex;
+use crate::cpio::Cpio;
+use crate::manifest::OsRelease;
+
+/// The archive entry's path under an archive root.
+pub fn archive_path(os: &OsRelease, release: &str) -> String {
+    format!("{}/{}/x86_64/{release}.btf.tar.xz", os.id, os.version_id)
+}
+
+/// `RELEASE.btf` in a tar, xz-compressed: how the public archive packs an entry.
+pub fn pack_entry(release: &str, btf: &[u8]) -> Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(btf.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, format!("{release}.btf"), btf)?;
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+    xz.write_all(&tar.into_inner()?)?;
+    Ok(xz.finish()?)
+}
+
+/// The overlay's files. Pure.
+pub fn overlay_cpio(os: &OsRelease, release: &str, entry: Option<&[u8]>) -> Vec<u8> {
+    let mut c = Cpio::new();
+    c.dir("/etc");
+    c.file("/etc/os-release", 0o644, format!("ID={}\nVERSION_ID=\"{}\"\n", os.id, os.version_id).as_bytes());
+    if let Some(entry) = entry {
+        let path = archive_path(os, release);
+        for root in ["/archive", "/archive-damaged"] {
+            let mut dir = String::from(root);
+            c.dir(&dir);
+            for part in path.split('/').take(3) {
+                dir = format!("{dir}/{part}");
+                c.dir(&dir);
+            }
+        }
+        c.file(&format!("/archive/{path}"), 0o644, entry);
+        c.file(&format!("/archive-damaged/{path}"), 0o644, &entry[..entry.len() / 2]);
+    }
+    c.finish()
+}
+
+/// The shared initramfs with this kernel's overlay appended, built once per content.
+pub fn initrd_with_overlay(
+    base: &Path,
+    image: &Path,
+    os: &OsRelease,
+    release: &str,
+    with_archive: bool,
+) -> Result<PathBuf> {
+    let entry = if with_archive {
+        let bz = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+        let btf = crate::vmlinux::extract_btf(&bz).with_context(|| format!("the BTF of {}", image.display()))?;
+        Some(pack_entry(release, &btf)?)
+    } else {
+        None
+    };
+    let overlay = overlay_cpio(os, release, entry.as_deref());
+    let base_bytes = std::fs::read(base)?;
+    let key = sha256_hex(&[b"overlay-v1", &base_bytes, &overlay]);
+    let out = base.with_file_name(format!("{}.cpio.gz", &key[..16]));
+    if out.exists() {
+        return Ok(out);
+    }
+    // A second gzip member after the first: the kernel unpacks one archive after the other.
+    let mut gz = flate2::write::GzEncoder::new(base_bytes, flate2::Compression::default());
+    gz.write_all(&overlay)?;
+    let combined = gz.finish()?;
+    let tmp = out.with_extension("tmp");
+    std::fs::write(&tmp, combined)?;
+    std::fs::rename(&tmp, &out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_carries_os_release_and_both_archives() {
+        let os = OsRelease { id: "debian".into(), version_id: "12".into() };
+        let entry = pack_entry("6.1.0-9-amd64", b"BTF BYTES").unwrap();
+        let c = overlay_cpio(&os, "6.1.0-9-amd64", Some(&entry));
+        let s = String::from_utf8_lossy(&c);
+        assert!(s.contains("etc/os-release\0") && s.contains("ID=debian\nVERSION_ID=\"12\"\n"));
+        assert!(s.contains("archive/debian/12/x86_64/6.1.0-9-amd64.btf.tar.xz\0"));
+        assert!(s.contains("archive-damaged/debian/12/x86_64/6.1.0-9-amd64.btf.tar.xz\0"));
+        assert_eq!(archive_path(&os, "r"), "debian/12/x86_64/r.btf.tar.xz");
+    }
+}
