@@ -15,6 +15,8 @@
 pub mod cache;
 pub mod edit;
 pub mod fetch;
+pub mod generate;
+pub mod types;
 pub mod node;
 pub mod unpack;
 
@@ -37,6 +39,8 @@ pub enum BtfError {
     Rejected { location: String, error: String },
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error(transparent)]
+    Generate(#[from] generate::GenerateError),
 }
 
 /// A BTF ready for the loader.
@@ -89,4 +93,54 @@ pub fn given_file(path: &Path, check: &dyn Fn(&Path) -> Result<(), String>) -> R
     unpack::check_header(&bytes).map_err(|error| BtfError::NotBtf { location: location.clone(), error })?;
     check(path).map_err(|error| BtfError::Rejected { location: location.clone(), error })?;
     Ok(Cached { path: path.to_path_buf(), sha256: cache::sha256_hex(&bytes), origin: location })
+}
+
+/// The cache key of a BTF generated from headers: the kernel release and the headers' content.
+pub fn generated_key(release: &str, headers_key: &str) -> String {
+    format!("generated/{release}/{}.btf", &headers_key[..headers_key.len().min(16)])
+}
+
+/// A BTF generated from `headers` (or the cached one made from the same headers), checked with
+/// `check` before it is cached. `work` is a scratch directory.
+pub fn generate_cached(
+    headers: &generate::Headers,
+    tools: &generate::Tools,
+    cache: &Cache,
+    work: &Path,
+    check: &dyn Fn(&Path) -> Result<(), String>,
+) -> Result<Resolved, BtfError> {
+    let key = generated_key(&headers.release, &generate::headers_key(headers, tools, work)?);
+    if let Some(hit) = cache.lookup(&key) {
+        if check(&hit.path).is_ok() {
+            return Ok(Resolved { btf: hit, from_cache: true });
+        }
+        cache.remove(&key);
+    }
+    let btf = generate::generate(headers, tools, work)?;
+    let origin = format!("generated from the headers in {} with {} and pahole", headers.obj.display(), headers_tool_name(tools));
+    unpack::check_header(&btf).map_err(|error| BtfError::NotBtf { location: origin.clone(), error })?;
+    let stored = cache.store(&key, &btf, &origin, check)?;
+    let btf = stored.map_err(|error| BtfError::Rejected { location: origin, error })?;
+    Ok(Resolved { btf, from_cache: false })
+}
+
+fn headers_tool_name(tools: &generate::Tools) -> String {
+    tools.clang.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "clang".into())
+}
+
+/// A BTF generated earlier for `release` (by an init container, say) that still passes `check`:
+/// found without the headers, which this node may not carry.
+pub fn lookup_generated(cache: &Cache, release: &str, check: &dyn Fn(&Path) -> Result<(), String>) -> Option<Cached> {
+    let dir = cache.dir().join("generated").join(release);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".btf"))
+        .collect();
+    names.sort();
+    names.into_iter().find_map(|n| {
+        let hit = cache.lookup(&format!("generated/{release}/{n}"))?;
+        check(&hit.path).is_ok().then_some(hit)
+    })
 }

@@ -106,6 +106,8 @@ pub enum BtfSource {
     Kernel,
     /// A BTF archive (btf-cache).
     Archive,
+    /// Generated on the node from its kernel headers (clang and pahole).
+    Generated,
     None,
 }
 
@@ -231,6 +233,7 @@ pub fn plan(facts: &Facts, built: &BuiltTiers) -> Plan {
         btf_source: match chosen {
             Tier::Core => BtfSource::Kernel,
             Tier::ArchivedBtf => BtfSource::Archive,
+            Tier::HostCompiled => BtfSource::Generated,
             _ => BtfSource::None,
         },
         rejected,
@@ -324,12 +327,7 @@ impl<'a> Node<'a> {
             Tier::HostCompiled => {
                 let mut r = self.bpf_blockers();
                 r.extend(self.own_btf());
-                if self.f.toolchain.clang.is_none() {
-                    r.push("clang not found on PATH (looked for clang, clang-10 .. clang-30): install clang in the agent image".into());
-                }
-                if self.f.toolchain.kernel_headers.is_none() {
-                    r.push(self.headers_missing());
-                }
+                r.extend(self.generation_problems());
                 r
             }
             Tier::Kmod => self.kmod_blockers(),
@@ -516,12 +514,62 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// What keeps a BTF from being generated here: nothing when one is at hand (generated now or
+    /// cached earlier); the compiler's own error when generating failed; else each missing piece
+    /// of the toolchain, with how to get it on this distribution.
+    fn generation_problems(&self) -> Vec<String> {
+        let t = &self.f.toolchain;
+        match &self.f.btf_generated {
+            Some(h) if h.available => return vec![],
+            Some(h) if h.error.is_some() => {
+                return vec![format!("generating BTF from the kernel headers failed: {}", h.error.as_deref().unwrap_or(""))]
+            }
+            _ => {}
+        }
+        let mut r = Vec::new();
+        if t.kernel_headers.is_none() {
+            r.push(self.headers_missing());
+        }
+        if t.clang.is_none() {
+            r.push(format!(
+                "clang not found on PATH (looked for clang, clang-10 .. clang-30): {}",
+                self.install_hint("clang", "clang", "clang", "clang")
+            ));
+        }
+        if t.pahole.is_none() {
+            r.push(format!(
+                "pahole not found on PATH (it turns the compiler's DWARF into BTF): {}",
+                self.install_hint("dwarves", "dwarves", "dwarves", "dwarves")
+            ));
+        }
+        r
+    }
+
+    /// `<how to install>` on this node's distribution: the package names for apt, dnf/yum and
+    /// zypper families.
+    fn install_hint(&self, apt: &str, dnf: &str, zypper: &str, other: &str) -> String {
+        let release = self.release();
+        let fill = |pkg: &str| pkg.replace("{release}", release);
+        match self.f.distro.id.as_deref() {
+            Some("debian" | "ubuntu") => format!("apt-get install {}", fill(apt)),
+            Some("amzn") if self.f.distro.version_id.as_deref() == Some("2") => format!("yum install {}", fill(dnf)),
+            Some("rhel" | "centos" | "fedora" | "amzn" | "ol" | "rocky" | "almalinux") => format!("dnf install {}", fill(dnf)),
+            Some("sles" | "opensuse-leap" | "opensuse-tumbleweed") => format!("zypper install {}", fill(zypper)),
+            _ => format!("install {} in the agent image", fill(other)),
+        }
+    }
+
     fn headers_missing(&self) -> String {
         let rel = self.release();
         format!(
-            "kernel headers for {rel} not found (/lib/modules/{rel}/build/include, /usr/src/linux-headers-{rel}): install \
-             the distro's headers package for this kernel (linux-headers-{rel} / kernel-devel-{rel}) and mount it into \
-             the agent's container"
+            "kernel headers for {rel} not found (/lib/modules/{rel}/build, /usr/src/linux-headers-{rel}, \
+             /usr/src/kernels/{rel}): {}, and mount /lib/modules and /usr/src into the agent's container",
+            self.install_hint(
+                "linux-headers-{release}",
+                "kernel-devel-{release}",
+                "kernel-default-devel",
+                "the distribution's headers package for this kernel"
+            )
         )
     }
 
@@ -638,6 +686,16 @@ impl<'a> Node<'a> {
         }
         if chosen == Tier::ArchivedBtf {
             notes.push(self.archive_need());
+        }
+        if chosen == Tier::HostCompiled {
+            notes.push(match &self.f.btf_generated {
+                Some(h) if h.available => format!(
+                    "uses the BTF generated from the kernel headers{}{}",
+                    h.location.as_ref().map(|l| format!(" ({l})")).unwrap_or_default(),
+                    h.path.as_ref().map(|p| format!(", cached at {p}")).unwrap_or_default()
+                ),
+                _ => "generates a BTF from the kernel headers when it starts (clang and pahole)".into(),
+            });
         }
         if chosen.is_bpf() {
             for t in f.tracing.tracepoints.iter().filter(|t| t.optional && t.present == Some(false)) {

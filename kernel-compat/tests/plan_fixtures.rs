@@ -125,7 +125,7 @@ fn amazon_linux_2_4_14_lacks_inet_sock_set_state_which_is_optional() {
 #[test]
 fn an_archive_that_failed_names_its_fault_and_the_plan_moves_on() {
     let mut f = fixture("debian10-4.19.json");
-    f.btf_archive_hint = Some(kernel_compat::facts::BtfArchiveHint {
+    f.btf_archive_hint = Some(kernel_compat::facts::BtfHint {
         available: false,
         location: Some("http://127.0.0.1:8081/debian/10/x86_64/4.19.0-27-amd64.btf.tar.xz".into()),
         error: Some("not a complete xz-compressed tar archive: the download is truncated or corrupt".into()),
@@ -137,7 +137,7 @@ fn an_archive_that_failed_names_its_fault_and_the_plan_moves_on() {
     // Only archived-btf's reasons name the archive; core's name its own BTF.
     assert!(!p.rejection(Tier::Core).unwrap().reasons.iter().any(|r| r.contains("xz")));
 
-    f.btf_archive_hint = Some(kernel_compat::facts::BtfArchiveHint {
+    f.btf_archive_hint = Some(kernel_compat::facts::BtfHint {
         available: true,
         location: Some("http://127.0.0.1:8081/debian/10/x86_64/4.19.0-27-amd64.btf.tar.xz".into()),
         path: Some("/var/cache/strata/btf/archive/debian/10/x86_64/4.19.0-27-amd64.btf".into()),
@@ -254,7 +254,7 @@ fn archived_btf_only_for_distros_archives_cover() {
     assert_ne!(p.tier, Tier::ArchivedBtf);
     assert_rejected_for(&p, Tier::ArchivedBtf, &["needs a BTF archive for myos 8.1 4.18.0-147.el8.x86_64"]);
 
-    f.btf_archive_hint = Some(kernel_compat::facts::BtfArchiveHint { available: true, ..Default::default() });
+    f.btf_archive_hint = Some(kernel_compat::facts::BtfHint { available: true, ..Default::default() });
     assert_eq!(plan(&f, &BuiltTiers::all()).tier, Tier::ArchivedBtf);
 }
 
@@ -340,4 +340,56 @@ fn facts_gathered_in_matrix_guests_plan_as_the_matrix_expects() {
     }
     seen.sort();
     assert_eq!(seen.len(), 4, "one file per matrix kernel: {seen:?}");
+}
+
+/// Kernels with eBPF, no BTF and no archive entry: the host-compiled tier, when the node can make
+/// a BTF from its headers, or has one made earlier (an init container's).
+#[test]
+fn host_compiled_where_no_archive_serves_the_kernel() {
+    use kernel_compat::facts::BtfHint;
+    let mut f = fixture("ubuntu20.04-5.4.json");
+    f.btf_archive_hint = Some(BtfHint { error: Some("BTF archive …: not found".into()), ..Default::default() });
+    // Nothing to build it with: each missing piece named, with how to get it on Ubuntu.
+    let p = plan(&f, &BuiltTiers::all());
+    assert_ne!(p.tier, Tier::HostCompiled);
+    assert_rejected_for(
+        &p,
+        Tier::HostCompiled,
+        &[
+            "kernel headers for 5.4.0-216-generic not found",
+            "apt-get install linux-headers-5.4.0-216-generic",
+            "clang not found on PATH",
+            "apt-get install clang",
+            "pahole not found on PATH",
+            "apt-get install dwarves",
+        ],
+    );
+    // The toolchain present: chosen, with a generated BTF.
+    f.toolchain.kernel_headers = Some("/lib/modules/5.4.0-216-generic/build".into());
+    f.toolchain.clang = Some("/usr/bin/clang".into());
+    f.toolchain.pahole = Some("/usr/bin/pahole".into());
+    let p = plan(&f, &BuiltTiers::all());
+    assert_eq!((p.tier, p.transport, p.btf_source), (Tier::HostCompiled, Transport::PerfBuffer, BtfSource::Generated));
+    // Generating failed: the compiler's own error is the reason, and the plan moves on.
+    f.btf_generated =
+        Some(BtfHint { error: Some("the compiler failed: sched.h:3:10: fatal error: 'asm/current.h' file not found".into()), ..Default::default() });
+    let p = plan(&f, &BuiltTiers::all());
+    assert_ne!(p.tier, Tier::HostCompiled);
+    assert_rejected_for(&p, Tier::HostCompiled, &["generating BTF from the kernel headers failed", "'asm/current.h' file not found"]);
+    // A BTF generated earlier is enough without any toolchain (the guest of an init container).
+    f.toolchain = Default::default();
+    f.btf_generated = Some(BtfHint {
+        available: true,
+        path: Some("/var/cache/strata/btf/generated/5.4.0-216-generic/0123456789abcdef.btf".into()),
+        cached: true,
+        ..Default::default()
+    });
+    let p = plan(&f, &BuiltTiers::all());
+    assert_eq!(p.tier, Tier::HostCompiled);
+    assert!(p.notes.iter().any(|n| n.contains("generated from the kernel headers") && n.contains("cached at")), "{:#?}", p.notes);
+    // RHEL names its own packages.
+    let mut rhel = fixture("rhel8.1-4.18.json");
+    rhel.btf_archive_hint = Some(BtfHint { error: Some("not found".into()), ..Default::default() });
+    let p = plan(&rhel, &BuiltTiers::all());
+    assert_rejected_for(&p, Tier::HostCompiled, &["dnf install kernel-devel-4.18.0-147.el8.x86_64", "dnf install dwarves"]);
 }

@@ -224,3 +224,122 @@ fn last_lines(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
+
+/// The kernel fields the probes read (bpf/socket.h), as (struct, member path): for reports. The
+/// comparison below does not rely on this list: it compares every relocated instruction.
+pub const RELOCATED_FIELDS: &[(&str, &str)] = &[
+    ("task_struct", "files"),
+    ("files_struct", "fdt"),
+    ("fdtable", "max_fds"),
+    ("fdtable", "fd"),
+    ("file", "f_inode"),
+    ("file", "private_data"),
+    ("inode", "i_mode"),
+    ("inode", "i_ino"),
+    ("socket", "type"),
+    ("socket", "sk"),
+    ("sock", "__sk_common.skc_family"),
+    ("sock", "__sk_common.skc_num"),
+    ("sock", "__sk_common.skc_dport"),
+    ("sock", "__sk_common.skc_rcv_saddr"),
+    ("sock", "__sk_common.skc_daddr"),
+    ("sock", "__sk_common.skc_v6_rcv_saddr"),
+    ("sock", "__sk_common.skc_v6_daddr"),
+];
+
+/// Two BTFs' relocations of the capture objects, side by side.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RelocationComparison {
+    /// CO-RE relocations (field accesses) of the required programs, both objects: what was compared.
+    pub relocated: usize,
+    /// Instructions the two BTFs relocate differently: `object program #index: a vs b`.
+    pub differences: Vec<String>,
+}
+
+fn insn_bytes(i: &aya_obj::generated::bpf_insn) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[0] = i.code;
+    b[1] = (i.src_reg() << 4) | i.dst_reg();
+    b[2..4].copy_from_slice(&i.off.to_le_bytes());
+    b[4..8].copy_from_slice(&i.imm.to_le_bytes());
+    b
+}
+
+/// Every required program's instructions, relocated against `btf`.
+fn relocated_programs(object: &CaptureObject, btf: &aya_obj::btf::Btf) -> Result<Vec<(String, Vec<[u8; 8]>)>, BtfCheckError> {
+    let mut obj = aya_obj::Object::parse(object.bytes)
+        .map_err(|e| BtfCheckError::CannotCheck(format!("parsing {}: {e}", object.file)))?;
+    obj.relocate_btf(btf).map_err(|e| BtfCheckError::MissingFields(format!("{}: {e}", object.file)))?;
+    let mut out: Vec<(String, Vec<[u8; 8]>)> = obj
+        .programs
+        .iter()
+        .filter(|(name, _)| PROBES.iter().any(|p| p.program == name.as_str() && !p.optional))
+        .filter_map(|(name, p)| {
+            let f = obj.functions.get(&p.function_key())?;
+            Some((name.clone(), f.instructions.iter().map(insn_bytes).collect()))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// How many CO-RE relocations the required programs of `object` carry (the `.BTF.ext` records of
+/// their sections).
+pub fn core_relocations(object: &CaptureObject) -> Result<usize, BtfCheckError> {
+    use object::{Object as _, ObjectSection as _};
+    let bad = |what: &str| BtfCheckError::CannotCheck(format!("{}: {what}", object.file));
+    let elf = object::File::parse(object.bytes).map_err(|e| bad(&e.to_string()))?;
+    let ext = elf.section_by_name(".BTF.ext").ok_or_else(|| bad("no .BTF.ext"))?.data().map_err(|e| bad(&e.to_string()))?;
+    let btf = elf.section_by_name(".BTF").ok_or_else(|| bad("no .BTF"))?.data().map_err(|e| bad(&e.to_string()))?;
+    let u32_at = |b: &[u8], o: usize| b.get(o..o + 4).map(|x| u32::from_le_bytes(x.try_into().unwrap()));
+    let hdr_len = u32_at(ext, 4).ok_or_else(|| bad("short .BTF.ext"))? as usize;
+    if hdr_len < 32 {
+        return Ok(0);
+    }
+    let (off, len) = (u32_at(ext, 24).unwrap_or(0) as usize, u32_at(ext, 28).unwrap_or(0) as usize);
+    let relos = ext.get(hdr_len + off..hdr_len + off + len).ok_or_else(|| bad(".BTF.ext relocations out of bounds"))?;
+    // Section names are offsets into .BTF's string section.
+    let btf_hdr = u32_at(btf, 4).unwrap_or(24) as usize;
+    let str_start = btf_hdr + u32_at(btf, 16).unwrap_or(0) as usize;
+    let name_at = |o: u32| {
+        let s = &btf[(str_start + o as usize).min(btf.len())..];
+        String::from_utf8_lossy(&s[..s.iter().position(|&c| c == 0).unwrap_or(s.len())]).into_owned()
+    };
+    let record = u32_at(relos, 0).ok_or_else(|| bad("no relocation record size"))? as usize;
+    let (mut pos, mut count) = (4, 0);
+    while let (Some(sec), Some(n)) = (u32_at(relos, pos), u32_at(relos, pos + 4)) {
+        let section = name_at(sec);
+        let optional = PROBES.iter().any(|p| p.optional && section.ends_with(&format!("/{}", p.tracepoint)));
+        if !optional {
+            count += n as usize;
+        }
+        pos += 8 + n as usize * record;
+    }
+    Ok(count)
+}
+
+/// Relocates both capture objects against `a` and against `b` and compares every instruction:
+/// no difference means every field the probes read has the same offset (and size) in both.
+pub fn compare_relocations(a: &[u8], b: &[u8]) -> Result<RelocationComparison, BtfCheckError> {
+    let parse = |btf: &[u8]| {
+        aya_obj::btf::Btf::parse(btf, object::Endianness::default()).map_err(|e| BtfCheckError::Unparseable(e.to_string()))
+    };
+    let (a, b) = (parse(a)?, parse(b)?);
+    let mut cmp = RelocationComparison::default();
+    for object in CAPTURE_OBJECTS {
+        let with_a = relocated_programs(&object, &a)?;
+        let with_b = relocated_programs(&object, &b)?;
+        cmp.relocated += core_relocations(&object)?;
+        for ((name, ia), (_, ib)) in with_a.iter().zip(&with_b) {
+            for (i, (y, z)) in ia.iter().zip(ib).enumerate() {
+                if y != z {
+                    let show = |b: &[u8; 8]| {
+                        format!("off {} imm {}", i16::from_le_bytes([b[2], b[3]]), i32::from_le_bytes(b[4..8].try_into().unwrap()))
+                    };
+                    cmp.differences.push(format!("{} {name} #{i}: {} vs {}", object.file, show(y), show(z)));
+                }
+            }
+        }
+    }
+    Ok(cmp)
+}

@@ -78,3 +78,16 @@ fn garbage_is_not_btf() {
     let path = write_temp("garbage.btf", b"<html>not found</html>");
     assert!(matches!(check_against_kernel(&path), Err(BtfCheckError::Unparseable(_))));
 }
+
+#[test]
+fn relocations_compare_equal_for_the_same_btf_and_differ_where_a_field_moved() {
+    use probes_core::btf_check::compare_relocations;
+    let Some(btf) = kernel_btf() else { return };
+    let same = compare_relocations(&btf, &btf).unwrap();
+    assert!(same.relocated > 100, "the probes relocate many field accesses: {}", same.relocated);
+    assert!(same.differences.is_empty(), "{:?}", same.differences);
+    let moved = shift_member(&btf, "sock_common", "skc_family", 8).unwrap();
+    let diff = compare_relocations(&btf, &moved).unwrap();
+    assert!(!diff.differences.is_empty());
+    assert!(diff.differences.iter().all(|d| d.contains("strata")), "{:?}", diff.differences);
+}

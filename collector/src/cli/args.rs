@@ -23,8 +23,8 @@ impl std::str::FromStr for TierChoice {
         match s {
             "auto" => Ok(TierChoice::Auto),
             name => match name.parse::<Tier>()? {
-                t @ (Tier::Core | Tier::ArchivedBtf | Tier::PerfEvent) => Ok(TierChoice::Forced(t)),
-                t => Err(format!("tier {t} is not part of this build (auto, core, archived-btf, perf-event)")),
+                t @ (Tier::Core | Tier::ArchivedBtf | Tier::HostCompiled | Tier::PerfEvent) => Ok(TierChoice::Forced(t)),
+                t => Err(format!("tier {t} is not part of this build (auto, core, archived-btf, host-compiled, perf-event)")),
             },
         }
     }
@@ -50,7 +50,8 @@ pub enum PerfWakeupArg {
 /// How to capture: shared by `run` and `record`.
 #[derive(Debug, clap::Args)]
 pub struct CaptureArgs {
-    /// Capture tier: auto (the best one this node runs), core, archived-btf or perf-event.
+    /// Capture tier: auto (the best one this node runs), core, archived-btf, host-compiled or
+    /// perf-event.
     #[arg(long, value_name = "TIER", default_value = "auto")]
     pub tier: TierChoice,
     /// How the CO-RE tiers' records travel: the ring buffer (5.8+) or the per-CPU perf buffer.
@@ -112,9 +113,13 @@ pub struct BtfArgs {
     /// all the same).
     #[arg(long, value_name = "FILE")]
     pub btf: Option<PathBuf>,
-    /// Where fetched BTF is cached (BTF under DIR/btf/).
+    /// Where fetched and generated BTF is cached (BTF under DIR/btf/).
     #[arg(long, value_name = "DIR", default_value = btf_cache::DEFAULT_ROOT)]
     pub cache_dir: PathBuf,
+    /// The running kernel's headers, where the distribution's usual places (/lib/modules/R/build,
+    /// /usr/src/linux-headers-R, /usr/src/kernels/R) do not have them.
+    #[arg(long, value_name = "DIR")]
+    pub headers: Option<PathBuf>,
     /// How long one download may take.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
     pub btf_timeout: Duration,

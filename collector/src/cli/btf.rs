@@ -1,13 +1,15 @@
 //! Where the BTF for CO-RE relocation comes from: the one place that decides. The kernel's own
 //! for `core`; for `archived-btf`, a file given with `--btf` or the archive's entry for this
-//! kernel, fetched, checked against the running kernel and cached (btf-cache). The loader only
-//! ever sees the resulting [`BtfSource`]. And `strata btf fetch`, which does the archive part
-//! ahead of time (an init container's job).
+//! kernel, fetched, checked against the running kernel and cached; for `host-compiled`, one
+//! generated from the node's kernel headers (clang and pahole), checked and cached (btf-cache).
+//! The loader only ever sees the resulting [`BtfSource`]. And `strata btf fetch|generate|compare`,
+//! which do the same ahead of time (an init container's job) and compare two BTFs.
 
 use std::path::{Path, PathBuf};
 
+use btf_cache::generate::{GenerateError, Headers, Tools};
 use btf_cache::{Cache, KernelId};
-use kernel_compat::facts::BtfArchiveHint;
+use kernel_compat::facts::BtfHint;
 use kernel_compat::{Facts, Tier};
 use probes_core::btf_check;
 use probes_core::loader::BtfSource;
@@ -36,17 +38,17 @@ pub fn kernel_id(facts: &Facts) -> Result<KernelId, String> {
 /// Looks for a usable BTF from elsewhere (`--btf FILE`, else the archive) and says what it found,
 /// for the plan. `None` when nothing was looked for: the kernel has its own BTF (unless `always`),
 /// or BPF is unusable here anyway.
-pub fn archive_hint(facts: &Facts, args: &BtfArgs, always: bool) -> Option<BtfArchiveHint> {
+pub fn archive_hint(facts: &Facts, args: &BtfArgs, always: bool) -> Option<BtfHint> {
     if let Some(file) = &args.btf {
         return Some(match btf_cache::given_file(file, &check_btf) {
-            Ok(c) => BtfArchiveHint {
+            Ok(c) => BtfHint {
                 available: true,
                 location: Some(c.origin),
                 path: Some(c.path.display().to_string()),
                 cached: false,
                 error: None,
             },
-            Err(e) => BtfArchiveHint { location: Some(file.display().to_string()), error: Some(e.to_string()), ..Default::default() },
+            Err(e) => BtfHint { location: Some(file.display().to_string()), error: Some(e.to_string()), ..Default::default() },
         });
     }
     if !always && (facts.btf.vmlinux.is_supported() || !facts.bpf.syscall.is_supported()) {
@@ -54,16 +56,16 @@ pub fn archive_hint(facts: &Facts, args: &BtfArgs, always: bool) -> Option<BtfAr
     }
     let archive = match args.archive() {
         Ok(a) => a,
-        Err(e) => return Some(BtfArchiveHint { error: Some(e), ..Default::default() }),
+        Err(e) => return Some(BtfHint { error: Some(e), ..Default::default() }),
     };
     let id = match kernel_id(facts) {
         Ok(id) => id,
-        Err(e) => return Some(BtfArchiveHint { error: Some(e), ..Default::default() }),
+        Err(e) => return Some(BtfHint { error: Some(e), ..Default::default() }),
     };
     let location = archive.location(&id.archive_path());
     let cache = Cache::new(&args.cache_dir);
     Some(match btf_cache::fetch_archived(&id, &archive, &cache, &args.limits(), &check_btf) {
-        Ok(r) => BtfArchiveHint {
+        Ok(r) => BtfHint {
             available: true,
             location: Some(r.btf.origin),
             path: Some(r.btf.path.display().to_string()),
@@ -72,21 +74,93 @@ pub fn archive_hint(facts: &Facts, args: &BtfArgs, always: bool) -> Option<BtfAr
         },
         Err(e) => {
             log::debug!("no archived BTF for {id}: {e}");
-            BtfArchiveHint { location: Some(location), error: Some(e.to_string()), ..Default::default() }
+            BtfHint { location: Some(location), error: Some(e.to_string()), ..Default::default() }
         }
     })
 }
 
+/// Looks for a BTF generated from this node's headers: one cached earlier for this release (by an
+/// init container, or an earlier run), else one made now from the headers with clang and pahole.
+/// `None` when nothing was looked for (the kernel has its own BTF, unless `always`, or BPF is
+/// unusable here).
+pub fn generated_hint(facts: &Facts, args: &BtfArgs, always: bool) -> Option<BtfHint> {
+    if !always && (facts.btf.vmlinux.is_supported() || !facts.bpf.syscall.is_supported()) {
+        return None;
+    }
+    let cache = Cache::new(&args.cache_dir);
+    if let Some(hit) = btf_cache::lookup_generated(&cache, &facts.kernel.release, &check_btf) {
+        return Some(BtfHint { available: true, location: Some(hit.origin), path: Some(hit.path.display().to_string()), cached: true, error: None });
+    }
+    let dir = args.headers.clone().or_else(|| facts.toolchain.kernel_headers.as_ref().map(PathBuf::from));
+    // Without headers or tools there is nothing to try; the plan names what is missing.
+    let (Some(dir), Some(_), Some(_)) = (dir, &facts.toolchain.clang, &facts.toolchain.pahole) else { return None };
+    let hint = |r: Result<btf_cache::Resolved, String>| match r {
+        Ok(r) => BtfHint {
+            available: true,
+            location: Some(r.btf.origin),
+            path: Some(r.btf.path.display().to_string()),
+            cached: r.from_cache,
+            error: None,
+        },
+        Err(e) => BtfHint { location: Some(dir.display().to_string()), error: Some(e), ..Default::default() },
+    };
+    Some(hint(generate_for_this_kernel(&dir, &facts.kernel.release, &cache)))
+}
+
+/// Generates (or finds cached) the BTF of the headers in `dir`, which must be this kernel's.
+fn generate_for_this_kernel(dir: &Path, release: &str, cache: &Cache) -> Result<btf_cache::Resolved, String> {
+    let headers = Headers::open(dir).map_err(|e| e.to_string())?;
+    if headers.release != release {
+        return Err(GenerateError::OtherRelease { dir: dir.display().to_string(), found: headers.release, wanted: release.into() }
+            .to_string());
+    }
+    let tools = Tools::find().map_err(|e| e.to_string())?;
+    let work = scratch_dir().map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let r = btf_cache::generate_cached(&headers, &tools, cache, work.path(), &check_btf).map_err(|e| e.to_string());
+    if let Ok(r) = &r {
+        if !r.from_cache {
+            log::info!(
+                "BTF generated from the headers in {} in {:.1} s, cached at {}",
+                dir.display(),
+                started.elapsed().as_secs_f64(),
+                r.btf.path.display()
+            );
+        }
+    }
+    r
+}
+
+/// A scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch_dir() -> std::io::Result<Scratch> {
+    let dir = std::env::temp_dir().join(format!("strata-btf-{}-{}", std::process::id(), probes_core::loader::monotonic_ns()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(Scratch(dir))
+}
+
 /// The BTF `tier` relocates with on this node, if it has one.
 pub fn btf_for(tier: Tier, facts: &Facts) -> Option<BtfSource> {
+    let file = |hint: &Option<BtfHint>| {
+        hint.as_ref().filter(|h| h.available).and_then(|h| h.path.as_ref()).map(|p| BtfSource::File(PathBuf::from(p)))
+    };
     match tier {
         Tier::Core => facts.btf.vmlinux.is_supported().then_some(BtfSource::Kernel),
-        Tier::ArchivedBtf => facts
-            .btf_archive_hint
-            .as_ref()
-            .filter(|h| h.available)
-            .and_then(|h| h.path.as_ref())
-            .map(|p| BtfSource::File(PathBuf::from(p))),
+        Tier::ArchivedBtf => file(&facts.btf_archive_hint),
+        Tier::HostCompiled => file(&facts.btf_generated),
         _ => None,
     }
 }
@@ -97,6 +171,37 @@ pub enum BtfCommand {
     /// it, so `strata run` finds it there (an init container's job). Exit code 0 when a checked
     /// BTF is cached (or the kernel has its own), 3 when none could be had.
     Fetch(FetchArgs),
+    /// Generate a BTF from kernel headers (clang and pahole), check it and write it to FILE; it is
+    /// cached too, where `strata run` looks for it. Exit code 0 on success, 3 when it cannot be made.
+    Generate(GenerateArgs),
+    /// Compare two BTFs as the probes see them: the offset of every field they read, and every
+    /// relocated instruction. Exit code 0 when they agree, 1 when they do not.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// The kernel's headers: /lib/modules/R/build, /usr/src/linux-headers-R, or a copy.
+    #[arg(long, value_name = "DIR")]
+    pub headers: PathBuf,
+    /// Where to write the BTF.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The kernel release the headers must be for (default: the running kernel's). The BTF is
+    /// checked against the running kernel only when it is for the running kernel.
+    #[arg(long, value_name = "RELEASE")]
+    pub release: Option<String>,
+    /// Where generated BTF is cached (under DIR/btf/generated/RELEASE/).
+    #[arg(long, value_name = "DIR", default_value = btf_cache::DEFAULT_ROOT)]
+    pub cache_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The BTF taken as right (the kernel's own, say).
+    pub expected: PathBuf,
+    /// The BTF to compare with it (an archive's, or a generated one).
+    pub actual: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -112,6 +217,8 @@ pub struct FetchArgs {
 pub fn command(cmd: &BtfCommand) -> u8 {
     match cmd {
         BtfCommand::Fetch(args) => fetch(args),
+        BtfCommand::Generate(args) => generate(args),
+        BtfCommand::Compare(args) => compare(args),
     }
 }
 
@@ -122,7 +229,7 @@ fn fetch(args: &FetchArgs) -> u8 {
         return crate::exit::OK;
     }
     match archive_hint(&facts, &args.btf, true) {
-        Some(BtfArchiveHint { available: true, location, path, cached, .. }) => {
+        Some(BtfHint { available: true, location, path, cached, .. }) => {
             println!(
                 "BTF for {} {}: {} (from {})",
                 facts.kernel.release,
@@ -132,7 +239,7 @@ fn fetch(args: &FetchArgs) -> u8 {
             );
             crate::exit::OK
         }
-        Some(BtfArchiveHint { error, .. }) => {
+        Some(BtfHint { error, .. }) => {
             log::error!("{}", error.unwrap_or_else(|| "no BTF".into()));
             crate::exit::ENVIRONMENT
         }
@@ -140,5 +247,111 @@ fn fetch(args: &FetchArgs) -> u8 {
             log::error!("bpf() is not usable here, so a BTF could not be checked against this kernel");
             crate::exit::ENVIRONMENT
         }
+    }
+}
+
+fn generate(args: &GenerateArgs) -> u8 {
+    let running = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|r| r.trim().to_string()).unwrap_or_default();
+    let release = args.release.clone().unwrap_or_else(|| running.clone());
+    let fail = |e: String| {
+        log::error!("{e}");
+        crate::exit::ENVIRONMENT
+    };
+    let headers = match Headers::open(&args.headers) {
+        Ok(h) => h,
+        Err(e) => return fail(e.to_string()),
+    };
+    if headers.release != release {
+        return fail(
+            GenerateError::OtherRelease { dir: args.headers.display().to_string(), found: headers.release, wanted: release }
+                .to_string(),
+        );
+    }
+    let tools = match Tools::find() {
+        Ok(t) => t,
+        Err(e) => return fail(e.to_string()),
+    };
+    let work = match scratch_dir() {
+        Ok(w) => w,
+        Err(e) => return fail(format!("a scratch directory: {e}")),
+    };
+    // For the running kernel the BTF is proven against it; for another kernel (made on a build
+    // host, as an init container would) only what can be checked offline is.
+    let for_this_kernel = release == running;
+    let check = |path: &Path| -> Result<(), String> {
+        if for_this_kernel {
+            check_btf(path)
+        } else {
+            let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+            btf_check::check_declares_probe_fields(&bytes).map_err(|e| e.to_string())
+        }
+    };
+    let started = std::time::Instant::now();
+    let cache = Cache::new(&args.cache_dir);
+    match btf_cache::generate_cached(&headers, &tools, &cache, work.path(), &check) {
+        Ok(r) => {
+            if let Err(e) = std::fs::copy(&r.btf.path, &args.out) {
+                return fail(format!("writing {}: {e}", args.out.display()));
+            }
+            let size = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
+            println!(
+                "BTF for {release} {} in {:.2} s: {} ({size} bytes; cached at {}){}",
+                if r.from_cache { "found cached" } else { "generated" },
+                started.elapsed().as_secs_f64(),
+                args.out.display(),
+                r.btf.path.display(),
+                if for_this_kernel { ", checked against this kernel" } else { ", checked offline (not the running kernel)" }
+            );
+            crate::exit::OK
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+fn compare(args: &CompareArgs) -> u8 {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let (a, b) = match (read(&args.expected), read(&args.actual)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            log::error!("{e}");
+            return crate::exit::USAGE;
+        }
+    };
+    let (ta, tb) = match (btf_cache::types::Types::parse(&a), btf_cache::types::Types::parse(&b)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            log::error!("not BTF: {e}");
+            return crate::exit::USAGE;
+        }
+    };
+    let mut agree = true;
+    println!("{:<42} {:>10} {:>10}", "field the probes read", "expected", "actual");
+    for (strukt, path) in btf_check::RELOCATED_FIELDS {
+        let (x, y) = (ta.offset_of(strukt, path), tb.offset_of(strukt, path));
+        let show = |o: Option<u32>| o.map(|o| format!("{o:#x}")).unwrap_or_else(|| "missing".into());
+        let mark = if x == y && x.is_some() { "" } else { "  <- differs" };
+        agree &= x == y && x.is_some();
+        println!("{:<42} {:>10} {:>10}{mark}", format!("{strukt}.{path}"), show(x), show(y));
+    }
+    match btf_check::compare_relocations(&a, &b) {
+        Ok(c) if c.differences.is_empty() => {
+            println!("relocated instructions: all {} CO-RE relocations of the probes resolve the same", c.relocated)
+        }
+        Ok(c) => {
+            agree = false;
+            println!("relocated instructions: {} of the probes' instructions differ:", c.differences.len());
+            for d in c.differences.iter().take(20) {
+                println!("  {d}");
+            }
+        }
+        Err(e) => {
+            agree = false;
+            println!("relocation: {e}");
+        }
+    }
+    if agree {
+        crate::exit::OK
+    } else {
+        crate::exit::FAILURE
     }
 }

@@ -33,7 +33,7 @@ pub enum CompatError {
 
 /// The tiers this build of strata contains.
 pub fn built_tiers() -> BuiltTiers {
-    BuiltTiers::only(&[Tier::Core, Tier::ArchivedBtf, Tier::PerfEvent])
+    BuiltTiers::only(&[Tier::Core, Tier::ArchivedBtf, Tier::HostCompiled, Tier::PerfEvent])
 }
 
 /// Every tracepoint some built tier needs, without repeats; and those the CO-RE tiers use where
@@ -68,6 +68,10 @@ pub fn gather_here(btf: &BtfArgs, look_for_btf: bool) -> Facts {
     let mut facts = gather(&opts);
     if look_for_btf {
         facts.btf_archive_hint = super::btf::archive_hint(&facts, btf, false);
+        // Headers are only worth compiling where the archive had nothing.
+        if !facts.btf_archive_hint.as_ref().is_some_and(|h| h.available) {
+            facts.btf_generated = super::btf::generated_hint(&facts, btf, false);
+        }
     }
     facts
 }

@@ -274,10 +274,16 @@ fn choose(args: &CaptureArgs) -> Result<Vec<Candidate>, RunError> {
             .map_err(|e| RunError::Capture(SourceError::Bpf(e.into())))?;
     }
     let facts = match args.tier {
-        // A forced archived-btf tier looks for a BTF even where the kernel has one.
+        // A forced archived-btf or host-compiled tier looks for its BTF even where the kernel has
+        // one.
         super::args::TierChoice::Forced(Tier::ArchivedBtf) => {
             let mut facts = super::compat::gather_here(&args.btf, false);
             facts.btf_archive_hint = super::btf::archive_hint(&facts, &args.btf, true);
+            facts
+        }
+        super::args::TierChoice::Forced(Tier::HostCompiled) => {
+            let mut facts = super::compat::gather_here(&args.btf, false);
+            facts.btf_generated = super::btf::generated_hint(&facts, &args.btf, true);
             facts
         }
         _ => super::compat::gather_here(&args.btf, true),

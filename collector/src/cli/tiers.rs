@@ -53,9 +53,13 @@ pub fn candidates(args: &CaptureArgs, facts: &Facts, plan: &Plan) -> Result<Vec<
         TierChoice::Forced(tier) => {
             let c = with_btf(tier);
             if tier.is_bpf() && c.btf.is_none() {
-                let why = match (tier, &facts.btf_archive_hint) {
+                let hint = if tier == Tier::HostCompiled { &facts.btf_generated } else { &facts.btf_archive_hint };
+                let why = match (tier, hint) {
                     (Tier::Core, _) => format!("the kernel has no BTF ({})", facts.btf.vmlinux.reason()),
                     (_, Some(h)) => h.error.clone().unwrap_or_else(|| "no BTF was found for it".into()),
+                    (Tier::HostCompiled, None) => {
+                        "no kernel headers, clang or pahole here to generate a BTF with (see `strata compat-check`)".into()
+                    }
                     (_, None) => "no BTF was looked for".into(),
                 };
                 return Err(ChoiceError::Forced { tier, why });

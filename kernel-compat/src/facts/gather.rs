@@ -103,6 +103,7 @@ pub fn gather(opts: &GatherOptions) -> Facts {
         distro: read_text(&opts.etc_root.join("os-release")).map(|t| parse::parse_os_release(&t)).unwrap_or_default(),
         btf: btf_facts(opts),
         btf_archive_hint: None,
+        btf_generated: None,
         security: security_facts(opts),
         modules: ModuleFacts {
             modules_disabled: read_text(&opts.proc_root.join("sys/kernel/modules_disabled"))
@@ -110,7 +111,11 @@ pub fn gather(opts: &GatherOptions) -> Facts {
             sig_enforce: read_text(&opts.sys_root.join("module/module/parameters/sig_enforce"))
                 .and_then(|t| parse::parse_kernel_bool(&t)),
         },
-        toolchain: Toolchain { kernel_headers: find_kernel_headers(opts, &kernel.release), clang: find_clang(opts) },
+        toolchain: Toolchain {
+            kernel_headers: find_kernel_headers(opts, &kernel.release),
+            clang: find_clang(opts),
+            pahole: find_tool(opts, ["pahole".to_string()]),
+        },
         kernel,
         config,
         bpf,
@@ -274,21 +279,23 @@ fn security_facts(opts: &GatherOptions) -> SecurityFacts {
     }
 }
 
+/// The running release's headers: `/lib/modules/R/build` (where the headers package links it), else
+/// `/usr/src/linux-headers-R` (Debian and Ubuntu) or `/usr/src/kernels/R` (RHEL, Fedora, Amazon
+/// Linux). A directory counts when it holds `include/`.
 fn find_kernel_headers(opts: &GatherOptions, release: &str) -> Option<String> {
     let release = as_path_component(release)?;
     [
-        opts.lib_modules_root.join(release).join("build/include"),
+        opts.lib_modules_root.join(release).join("build"),
         opts.usr_src_root.join(format!("linux-headers-{release}")),
+        opts.usr_src_root.join("kernels").join(release),
     ]
     .into_iter()
-    .find(|p| p.is_dir())
+    .find(|p| p.join("include").is_dir())
     .map(|p| p.display().to_string())
 }
 
-/// Newest versioned clang first: distros install `clang-<N>` without a plain `clang`.
-fn find_clang(opts: &GatherOptions) -> Option<String> {
+fn find_tool(opts: &GatherOptions, names: impl IntoIterator<Item = String>) -> Option<String> {
     let path = opts.path_env.clone().or_else(|| std::env::var_os("PATH"))?;
-    let names = std::iter::once("clang".to_string()).chain((10..=30).rev().map(|v| format!("clang-{v}")));
     for name in names {
         for dir in std::env::split_paths(&path) {
             let candidate = dir.join(&name);
@@ -298,6 +305,11 @@ fn find_clang(opts: &GatherOptions) -> Option<String> {
         }
     }
     None
+}
+
+/// Newest versioned clang first: distros install `clang-<N>` without a plain `clang`.
+fn find_clang(opts: &GatherOptions) -> Option<String> {
+    find_tool(opts, std::iter::once("clang".to_string()).chain((10..=30).rev().map(|v| format!("clang-{v}"))))
 }
 
 fn is_executable(path: &Path) -> bool {

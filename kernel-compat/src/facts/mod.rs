@@ -46,7 +46,11 @@ pub struct Facts {
     /// Whether a BTF archive (the public layout) has a usable entry for this kernel, as found by
     /// fetching and checking it (strata does this when the kernel has no BTF of its own).
     /// `None` = not looked up; the plan then assumes known distros are covered.
-    pub btf_archive_hint: Option<BtfArchiveHint>,
+    pub btf_archive_hint: Option<BtfHint>,
+    /// Whether a BTF generated from this node's kernel headers is at hand (made now, or cached by
+    /// an earlier run or an init container), as the collector found it. `None` = not looked up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub btf_generated: Option<BtfHint>,
     pub tracing: TracingFacts,
     pub security: SecurityFacts,
     pub modules: ModuleFacts,
@@ -165,12 +169,13 @@ pub struct BtfFacts {
     pub size_bytes: Option<u64>,
 }
 
+/// A BTF from somewhere other than the kernel (an archive, or generated from headers), as found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct BtfArchiveHint {
-    /// A BTF for this kernel was fetched (or found cached) and passed its checks.
+pub struct BtfHint {
+    /// A BTF for this kernel was had (fetched, generated, or found cached) and passed its checks.
     pub available: bool,
-    /// Where the archive entry is (URL or path), when known.
+    /// Where it came from (archive URL or path, or the headers it was generated from), when known.
     pub location: Option<String>,
     /// Where the checked BTF is on this node (the cache), when available.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -251,9 +256,12 @@ pub struct ModuleFacts {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Toolchain {
-    /// Kernel headers for the running release (`/lib/modules/<release>/build/include` or
-    /// `/usr/src/linux-headers-<release>`).
+    /// Kernel headers for the running release (`/lib/modules/<release>/build`,
+    /// `/usr/src/linux-headers-<release>` or `/usr/src/kernels/<release>`).
     pub kernel_headers: Option<String>,
     /// A clang found on `PATH` (`clang`, `clang-<N>`).
     pub clang: Option<String>,
+    /// pahole (dwarves) on `PATH`: turns the compiler's DWARF into BTF.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pahole: Option<String>,
 }
