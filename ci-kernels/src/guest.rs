@@ -17,7 +17,7 @@ pub const PANIC_MARKER: &str = "Kernel panic - not syncing";
 /// Busybox applets the init script uses; each becomes a symlink in /bin.
 pub const APPLETS: &[&str] = &[
     "sh", "mount", "mkdir", "cat", "grep", "sed", "tr", "cut", "head", "tail", "wc", "sleep", "kill", "ip", "ifconfig",
-    "httpd", "wget", "base64", "uname", "printf", "poweroff", "dmesg", "echo", "sync", "ls",
+    "httpd", "wget", "base64", "uname", "printf", "poweroff", "dmesg", "echo", "sync", "ls", "cp",
 ];
 
 /// The kernel command line for one cell.
@@ -34,6 +34,9 @@ pub fn cmdline(scenario: &Scenario, extra: Option<&str>) -> String {
     }
     if let Some(t) = &scenario.transport {
         c.push_str(&format!(" strata.transport={t}"));
+    }
+    if scenario.generated_btf {
+        c.push_str(" strata.generated=1");
     }
     c.push_str(&format!(" strata.duration={}", scenario.duration_secs));
     if let Some(e) = extra {
@@ -56,7 +59,7 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 if mount -t bpf bpf /sys/fs/bpf 2>/dev/null; then BPFFS=yes; else BPFFS=no; fi
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 
-SCENARIO=unknown; TIER=; HIDE_BTF=0; DURATION=8; ARCHIVE=; TRANSPORT=
+SCENARIO=unknown; TIER=; HIDE_BTF=0; DURATION=8; ARCHIVE=; TRANSPORT=; GENERATED=0
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     strata.scenario=*) SCENARIO="${arg#*=}" ;;
@@ -65,6 +68,7 @@ for arg in $(cat /proc/cmdline); do
     strata.duration=*) DURATION="${arg#*=}" ;;
     strata.archive=*) ARCHIVE="${arg#*=}" ;;
     strata.transport=*) TRANSPORT="${arg#*=}" ;;
+    strata.generated=*) GENERATED="${arg#*=}" ;;
   esac
 done
 echo "=== strata guest: scenario $SCENARIO, kernel $(uname -r), bpffs $BPFFS"
@@ -77,6 +81,12 @@ fi
 # bpf(BPF_MAP_CREATE, NULL, 0): exits with the errno. 38 = ENOSYS (no bpf() at all), 22 = EINVAL
 # (bpf() exists and rejected the empty attr).
 /bin/bpf-probe; BPF_ERRNO=$?
+
+# A BTF generated from this kernel's headers on the CI host, as an init container leaves it in
+# the node's cache.
+if [ "$GENERATED" = 1 ]; then
+  mkdir -p /var/cache/strata && cp -r /generated-btf/btf /var/cache/strata/
+fi
 
 # The BTF archive: this kernel's entry served on loopback (whole, or cut short), else an empty
 # local one (the guest has no network).
@@ -310,6 +320,7 @@ mod tests {
             expect_reason_in: None,
             archive: Some(crate::manifest::ArchiveState::Good),
             transport: Some("perf-buffer".into()),
+            generated_btf: true,
             expect_capturing: None,
             duration_secs: 8,
         };
@@ -321,6 +332,7 @@ mod tests {
             "strata.hide_btf=1",
             "strata.archive=good",
             "strata.transport=perf-buffer",
+            "strata.generated=1",
             "strata.duration=8",
             "nokaslr",
         ] {

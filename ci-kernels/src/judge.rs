@@ -188,6 +188,7 @@ mod tests {
             expect_reason_in: None,
             archive: None,
             transport: None,
+            generated_btf: false,
             expect_capturing: None,
             duration_secs: 8,
         }

@@ -185,3 +185,54 @@ mod tests {
         assert!(d[1].contains("CONFIG_BPF_SYSCALL is on"));
     }
 }
+
+/// A Debian kernel's headers, as its headers packages install them (`linux-headers-R` and the
+/// `linux-headers-ABI-common` it includes), extracted under the cache.
+pub struct HeadersTree {
+    /// `…/usr/src/linux-headers-R`: what `strata btf generate --headers` is given.
+    pub dir: PathBuf,
+    pub release: String,
+}
+
+/// The `-common` package a Debian headers package includes: the release without its flavour.
+pub fn common_headers_package(release: &str) -> Option<String> {
+    release.rsplit_once('-').map(|(abi, _flavour)| format!("linux-headers-{abi}-common"))
+}
+
+/// Downloads and extracts the headers of the kernel `d` names (cached by the package files).
+pub fn headers(d: &DebSource, cache_dir: &Path) -> Result<HeadersTree> {
+    let (image, ver) = apt::resolve_image(&d.meta, &d.suite)?;
+    let release = image.strip_prefix("linux-image-").context("not a linux-image-* package")?.to_string();
+    let arch_pkg = format!("linux-headers-{release}");
+    let common_pkg = common_headers_package(&release).with_context(|| format!("no flavour in release {release}"))?;
+    let arch_deb = cache::deb_file_name(&arch_pkg, &ver, "amd64");
+    let out = cache_dir.join("headers").join(cache::deb_kernel_key(&arch_deb));
+    let dir = out.join("root/usr/src").join(&arch_pkg);
+    if dir.join("include/generated/utsrelease.h").is_file() {
+        return Ok(HeadersTree { dir, release });
+    }
+    let debs = cache_dir.join("debs");
+    let arch = apt::download(&arch_pkg, &ver, "amd64", &debs)?;
+    let common = apt::download(&common_pkg, &ver, "all", &debs)?;
+    let tmp = out.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.join("root"))?;
+    for deb in [&arch, &common] {
+        sh(&format!("dpkg-deb -x {} {}", quote(deb), quote(&tmp.join("root"))))?;
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::rename(&tmp, &out)?;
+    Ok(HeadersTree { dir, release })
+}
+
+#[cfg(test)]
+mod headers_tests {
+    #[test]
+    fn the_common_package_drops_the_flavour() {
+        assert_eq!(super::common_headers_package("6.1.0-57-amd64").as_deref(), Some("linux-headers-6.1.0-57-common"));
+        assert_eq!(
+            super::common_headers_package("6.12.117+deb12-amd64").as_deref(),
+            Some("linux-headers-6.12.117+deb12-common")
+        );
+    }
+}

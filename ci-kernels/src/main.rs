@@ -5,6 +5,7 @@
 mod apt;
 mod cache;
 mod cpio;
+mod generated;
 mod guest;
 mod initramfs;
 mod judge;
@@ -214,14 +215,33 @@ fn run(manifest: &Manifest, manifest_dir: &Path, cache_dir: &Path, args: RunArgs
     // Each kernel's image, and the initramfs its guests boot: the shared one, plus (Debian
     // kernels) an overlay with os-release and the kernel's BTF archive.
     let mut images: BTreeMap<String, Result<(PathBuf, PathBuf), String>> = BTreeMap::new();
+    // Per kernel: whether the BTF generated from its headers agrees with its own (None: not made).
+    let mut generated_ok: BTreeMap<String, bool> = BTreeMap::new();
     for k in unique_kernels(&cells) {
         let t = Instant::now();
+        let wants = |f: fn(&manifest::Scenario) -> bool| cells.iter().any(|(ck, s)| ck.name == k.name && f(s));
         let r = kernels::prepare(k, cache_dir, manifest_dir).and_then(|p| {
-            let initrd = match (&k.os_release, &p.release) {
-                (Some(os), Some(release)) => {
-                    let with_archive = cells.iter().any(|(ck, s)| ck.name == k.name && s.archive.is_some());
-                    overlay::initrd_with_overlay(&initrd, &p.image, os, release, with_archive)?
+            let generated = match (&k.deb, wants(|s| s.generated_btf)) {
+                (Some(deb), true) => {
+                    let g = generated::prepare(&strata, deb, &p.image, cache_dir)?;
+                    println!("kernel {}: BTF generated from its headers in {:.2} s; against its own BTF:", k.name, g.secs);
+                    for line in g.report.lines() {
+                        println!("  {line}");
+                    }
+                    generated_ok.insert(k.name.clone(), g.agrees);
+                    Some(g.cache_root)
                 }
+                _ => None,
+            };
+            let initrd = match (&k.os_release, &p.release) {
+                (Some(os), Some(release)) => overlay::initrd_with_overlay(
+                    &initrd,
+                    &p.image,
+                    os,
+                    release,
+                    wants(|s| s.archive.is_some()),
+                    generated.as_deref(),
+                )?,
                 _ => initrd.clone(),
             };
             Ok((p, initrd))
@@ -263,7 +283,11 @@ fn run(manifest: &Manifest, manifest_dir: &Path, cache_dir: &Path, args: RunArgs
                 qemu::boot(&boot).unwrap_or_else(|e| GuestOutcome::NoResult(format!("{e:#}")))
             }
         };
-        let verdict = judge::judge(s, &outcome, opts);
+        let mut verdict = judge::judge(s, &outcome, opts);
+        if s.generated_btf && generated_ok.get(&k.name) == Some(&false) {
+            verdict.pass = false;
+            verdict.reasons.push("the BTF generated from the headers differs from the kernel's own (see above)".into());
+        }
         let secs = t.elapsed().as_secs_f64();
         if let (Some(dir), GuestOutcome::Reported(r)) = (&args.save_facts, &outcome) {
             save_facts(dir, &k.name, &s.name, r)?;

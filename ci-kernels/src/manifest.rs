@@ -40,6 +40,10 @@ pub struct Scenario {
     /// `strata run --transport <this>`.
     #[serde(default)]
     pub transport: Option<String>,
+    /// The CI host generates the kernel's BTF from its Debian headers package (as a node's init
+    /// container would), checks it against the kernel's own, and the guest's cache holds it.
+    #[serde(default)]
+    pub generated_btf: bool,
     /// A phrase `strata run`'s "capturing: tier ..." line must contain (e.g. `perf buffer`).
     #[serde(default)]
     pub expect_capturing: Option<String>,
@@ -177,8 +181,13 @@ impl Manifest {
                 if !names.contains(s) {
                     bail!("kernel {:?}: unknown scenario {:?} (defined: {:?})", k.name, s, names);
                 }
-                if self.scenario(s).is_some_and(|s| s.archive.is_some()) && (k.os_release.is_none() || k.deb.is_none()) {
-                    bail!("kernel {:?}: scenario {s:?} serves its BTF archive, which needs a Debian kernel and os_release", k.name);
+                if self.scenario(s).is_some_and(|s| s.archive.is_some() || s.generated_btf)
+                    && (k.os_release.is_none() || k.deb.is_none())
+                {
+                    bail!(
+                        "kernel {:?}: scenario {s:?} needs the kernel's BTF (archive or headers), so a Debian kernel and os_release",
+                        k.name
+                    );
                 }
             }
         }
@@ -251,6 +260,8 @@ mod tests {
         let archived = m.scenario("archived-btf").unwrap();
         assert_eq!((archived.archive, archived.expect_tier.as_str()), (Some(ArchiveState::Good), "archived-btf"));
         assert_eq!(m.scenario("archive-damaged").unwrap().archive, Some(ArchiveState::Damaged));
+        let host = m.scenario("host-compiled").unwrap();
+        assert!(host.generated_btf && host.hide_btf && host.archive.is_none());
         assert!(m.kernels.iter().filter(|k| k.deb.is_some()).all(|k| k.os_release.is_some()));
         assert_eq!(m.scenario("perf-event-forced").unwrap().force_tier.as_deref(), Some("perf-event"));
         assert_eq!(m.scenario("native-btf").unwrap().duration_secs, 8);

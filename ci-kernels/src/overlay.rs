@@ -33,9 +33,22 @@ pub fn pack_entry(release: &str, btf: &[u8]) -> Result<Vec<u8>> {
     Ok(xz.finish()?)
 }
 
-/// The overlay's files. Pure.
-pub fn overlay_cpio(os: &OsRelease, release: &str, entry: Option<&[u8]>) -> Vec<u8> {
+/// The overlay's files. Pure. `generated` are files of a BTF generated on the host, as (path under
+/// the guest's strata cache, bytes): the guest copies them into its cache when its scenario says so.
+pub fn overlay_cpio(os: &OsRelease, release: &str, entry: Option<&[u8]>, generated: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut c = Cpio::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    for (path, bytes) in generated {
+        let full = format!("/generated-btf/{path}");
+        let mut dir = String::new();
+        for part in full.trim_start_matches('/').split('/').collect::<Vec<_>>().split_last().map(|(_, d)| d).unwrap_or(&[]) {
+            dir = format!("{dir}/{part}");
+            if dirs.insert(dir.clone()) {
+                c.dir(&dir);
+            }
+        }
+        c.file(&full, 0o644, bytes);
+    }
     c.dir("/etc");
     c.file("/etc/os-release", 0o644, format!("ID={}\nVERSION_ID=\"{}\"\n", os.id, os.version_id).as_bytes());
     if let Some(entry) = entry {
@@ -61,6 +74,7 @@ pub fn initrd_with_overlay(
     os: &OsRelease,
     release: &str,
     with_archive: bool,
+    generated_cache: Option<&Path>,
 ) -> Result<PathBuf> {
     let entry = if with_archive {
         let bz = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
@@ -69,7 +83,11 @@ pub fn initrd_with_overlay(
     } else {
         None
     };
-    let overlay = overlay_cpio(os, release, entry.as_deref());
+    let generated = match generated_cache {
+        Some(root) => files_under(root, &root.join("btf/generated"))?,
+        None => vec![],
+    };
+    let overlay = overlay_cpio(os, release, entry.as_deref(), &generated);
     let base_bytes = std::fs::read(base)?;
     let key = sha256_hex(&[b"overlay-v1", &base_bytes, &overlay]);
     let out = base.with_file_name(format!("{}.cpio.gz", &key[..16]));
@@ -86,6 +104,25 @@ pub fn initrd_with_overlay(
     Ok(out)
 }
 
+/// Every file under `dir`, as (path relative to `base`, bytes), sorted.
+fn files_under(base: &Path, dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+                let rel = p.strip_prefix(base).unwrap_or(&p).display().to_string();
+                out.push((rel, std::fs::read(&p)?));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,11 +131,14 @@ mod tests {
     fn overlay_carries_os_release_and_both_archives() {
         let os = OsRelease { id: "debian".into(), version_id: "12".into() };
         let entry = pack_entry("6.1.0-9-amd64", b"BTF BYTES").unwrap();
-        let c = overlay_cpio(&os, "6.1.0-9-amd64", Some(&entry));
+        let generated = vec![("btf/generated/6.1.0-9-amd64/abc.btf".to_string(), b"GEN".to_vec())];
+        let c = overlay_cpio(&os, "6.1.0-9-amd64", Some(&entry), &generated);
         let s = String::from_utf8_lossy(&c);
         assert!(s.contains("etc/os-release\0") && s.contains("ID=debian\nVERSION_ID=\"12\"\n"));
         assert!(s.contains("archive/debian/12/x86_64/6.1.0-9-amd64.btf.tar.xz\0"));
         assert!(s.contains("archive-damaged/debian/12/x86_64/6.1.0-9-amd64.btf.tar.xz\0"));
         assert_eq!(archive_path(&os, "r"), "debian/12/x86_64/r.btf.tar.xz");
+        assert!(s.contains("generated-btf/btf/generated/6.1.0-9-amd64/abc.btf\0"));
+        assert!(s.contains("generated-btf/btf/generated/6.1.0-9-amd64\0"), "its directories too");
     }
 }
