@@ -165,6 +165,9 @@ fn include_flags(h: &Headers, clang_include: &str) -> Vec<String> {
         "-isystem".into(),
         clang_include.to_string(),
         "-D__KERNEL__".into(),
+        // What kbuild defines for every object: some inline helpers name the module.
+        "-DKBUILD_MODNAME=\"strata_types\"".into(),
+        "-DKBUILD_BASENAME=\"strata_types\"".into(),
         format!("-I{s}/arch/x86/include"),
         format!("-I{o}/arch/x86/include/generated"),
         format!("-I{s}/include"),

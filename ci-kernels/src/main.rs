@@ -215,22 +215,32 @@ fn run(manifest: &Manifest, manifest_dir: &Path, cache_dir: &Path, args: RunArgs
     // Each kernel's image, and the initramfs its guests boot: the shared one, plus (Debian
     // kernels) an overlay with os-release and the kernel's BTF archive.
     let mut images: BTreeMap<String, Result<(PathBuf, PathBuf), String>> = BTreeMap::new();
-    // Per kernel: whether the BTF generated from its headers agrees with its own (None: not made).
-    let mut generated_ok: BTreeMap<String, bool> = BTreeMap::new();
+    // Per kernel: why the BTF generated from its headers is not right, if it is not (a failed
+    // generation fails only the cells that need it).
+    let mut generated_fault: BTreeMap<String, String> = BTreeMap::new();
     for k in unique_kernels(&cells) {
         let t = Instant::now();
         let wants = |f: fn(&manifest::Scenario) -> bool| cells.iter().any(|(ck, s)| ck.name == k.name && f(s));
         let r = kernels::prepare(k, cache_dir, manifest_dir).and_then(|p| {
             let generated = match (&k.deb, wants(|s| s.generated_btf)) {
-                (Some(deb), true) => {
-                    let g = generated::prepare(&strata, deb, &p.image, cache_dir)?;
-                    println!("kernel {}: BTF generated from its headers in {:.2} s; against its own BTF:", k.name, g.secs);
-                    for line in g.report.lines() {
-                        println!("  {line}");
+                (Some(deb), true) => match generated::prepare(&strata, deb, &p.image, cache_dir) {
+                    Ok(g) => {
+                        println!("kernel {}: BTF generated from its headers in {:.2} s; against its own BTF:", k.name, g.secs);
+                        for line in g.report.lines() {
+                            println!("  {line}");
+                        }
+                        if !g.agrees {
+                            generated_fault
+                                .insert(k.name.clone(), "the BTF generated from the headers differs from the kernel's own".into());
+                        }
+                        Some(g.cache_root)
                     }
-                    generated_ok.insert(k.name.clone(), g.agrees);
-                    Some(g.cache_root)
-                }
+                    Err(e) => {
+                        println!("kernel {}: generating its BTF from its headers failed: {e:#}", k.name);
+                        generated_fault.insert(k.name.clone(), format!("generating the BTF failed: {e:#}"));
+                        None
+                    }
+                },
                 _ => None,
             };
             let initrd = match (&k.os_release, &p.release) {
@@ -284,9 +294,9 @@ fn run(manifest: &Manifest, manifest_dir: &Path, cache_dir: &Path, args: RunArgs
             }
         };
         let mut verdict = judge::judge(s, &outcome, opts);
-        if s.generated_btf && generated_ok.get(&k.name) == Some(&false) {
+        if let (true, Some(fault)) = (s.generated_btf, generated_fault.get(&k.name)) {
             verdict.pass = false;
-            verdict.reasons.push("the BTF generated from the headers differs from the kernel's own (see above)".into());
+            verdict.reasons.push(fault.clone());
         }
         let secs = t.elapsed().as_secs_f64();
         if let (Some(dir), GuestOutcome::Reported(r)) = (&args.save_facts, &outcome) {

@@ -130,7 +130,7 @@ pub struct BuiltTiers(Vec<Tier>);
 impl BuiltTiers {
     /// What this release ships.
     pub fn current() -> Self {
-        BuiltTiers(vec![Tier::Core, Tier::ArchivedBtf, Tier::PerfEvent])
+        BuiltTiers(vec![Tier::Core, Tier::ArchivedBtf, Tier::HostCompiled, Tier::PerfEvent])
     }
 
     /// Every tier, to evaluate the decision logic on its own.

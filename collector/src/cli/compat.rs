@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use kernel_compat::{gather, plan, report, BuiltTiers, Facts, GatherOptions, Tier};
+use kernel_compat::{gather, plan, report, BuiltTiers, Facts, GatherOptions};
 
 use super::args::BtfArgs;
 
@@ -33,7 +33,7 @@ pub enum CompatError {
 
 /// The tiers this build of strata contains.
 pub fn built_tiers() -> BuiltTiers {
-    BuiltTiers::only(&[Tier::Core, Tier::ArchivedBtf, Tier::HostCompiled, Tier::PerfEvent])
+    BuiltTiers::current()
 }
 
 /// Every tracepoint some built tier needs, without repeats; and those the CO-RE tiers use where
