@@ -9,8 +9,21 @@ use strata_event::{Event, EventKind};
 
 use crate::pipeline::conntrack::Limits;
 use crate::pipeline::{Pipeline, Record, Stats};
-use crate::sinks::{EventSink, RecordSink};
 use crate::telemetry::agent_stats::AgentStats;
+
+/// A consumer of normalized events.
+pub trait EventSink: Send {
+    /// Writes a batch and makes it visible (flushes).
+    fn write_batch(&mut self, events: &[Event]) -> std::io::Result<()>;
+    /// The source ended: write whatever is still held.
+    fn finish(&mut self) -> std::io::Result<()>;
+}
+
+/// A consumer of request/response records.
+pub trait RecordSink: Send {
+    fn write_batch(&mut self, records: &[Record]) -> std::io::Result<()>;
+    fn finish(&mut self) -> std::io::Result<()>;
+}
 
 pub enum Flow {
     Events(Vec<Box<dyn EventSink>>),

@@ -4,6 +4,7 @@
 //! counted and delivered as an `agent_queue` loss event, and the loss events a dropped batch
 //! carried are kept. Nothing is lost silently.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -16,9 +17,9 @@ pub struct BatchSender {
     in_flight: Arc<AtomicUsize>,
     limit: usize,
     /// Loss events waiting for a batch to ride on: those of dropped batches, and the count of
-    /// the events dropped here.
+    /// the events dropped here, by process.
     pending_losses: Vec<Event>,
-    dropped: u64,
+    dropped: BTreeMap<u32, u64>,
 }
 
 /// The pipeline's end.
@@ -36,7 +37,7 @@ pub fn bounded(limit: usize) -> (BatchSender, BatchReceiver) {
     let (tx, rx) = mpsc::sync_channel(1024);
     let in_flight = Arc::new(AtomicUsize::new(0));
     (
-        BatchSender { tx, in_flight: in_flight.clone(), limit: limit.max(1), pending_losses: vec![], dropped: 0 },
+        BatchSender { tx, in_flight: in_flight.clone(), limit: limit.max(1), pending_losses: vec![], dropped: BTreeMap::new() },
         BatchReceiver { rx, in_flight },
     )
 }
@@ -45,7 +46,7 @@ impl BatchSender {
     /// Hands `batch` over, or drops and counts it when the queue holds `limit` events already.
     /// `now_ns` stamps the loss event of what was dropped.
     pub fn send(&mut self, mut batch: Vec<Event>, now_ns: u64) -> Result<(), Closed> {
-        if batch.is_empty() && self.pending_losses.is_empty() && self.dropped == 0 {
+        if batch.is_empty() && self.pending_losses.is_empty() && self.dropped.is_empty() {
             return Ok(());
         }
         let fits = self.in_flight.load(Ordering::Relaxed) + batch.len() <= self.limit;
@@ -53,9 +54,7 @@ impl BatchSender {
             self.drop_batch(batch);
             return Ok(());
         }
-        if self.dropped > 0 {
-            self.pending_losses.push(Event::loss(now_ns, LossSource::AgentQueue, std::mem::take(&mut self.dropped)));
-        }
+        self.dropped_as_losses(now_ns);
         batch.append(&mut self.pending_losses);
         let n = batch.len();
         self.in_flight.fetch_add(n, Ordering::Relaxed);
@@ -74,16 +73,23 @@ impl BatchSender {
         for ev in batch {
             match ev.kind {
                 EventKind::Loss(_) => self.pending_losses.push(ev),
-                _ => self.dropped += 1,
+                _ => *self.dropped.entry(ev.pid).or_default() += 1,
             }
+        }
+    }
+
+    /// One `agent_queue` loss event per process whose events were dropped.
+    fn dropped_as_losses(&mut self, now_ns: u64) {
+        for (pid, n) in std::mem::take(&mut self.dropped) {
+            let mut ev = Event::loss(now_ns, LossSource::AgentQueue, n);
+            ev.pid = pid;
+            self.pending_losses.push(ev);
         }
     }
 
     /// The last batch: waits for room instead of dropping, and delivers every pending loss.
     pub fn finish(mut self, mut batch: Vec<Event>, now_ns: u64) -> Result<(), Closed> {
-        if self.dropped > 0 {
-            batch.push(Event::loss(now_ns, LossSource::AgentQueue, self.dropped));
-        }
+        self.dropped_as_losses(now_ns);
         batch.append(&mut self.pending_losses);
         if batch.is_empty() {
             return Ok(());

@@ -24,6 +24,14 @@ pub const AF_INET6: u16 = 10;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 
+/// `struct strata_lost_key`: a per-process loss counter's key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LostKey {
+    pub tgid: u32,
+    pub slot: u32,
+}
+
 /// `struct strata_config`: what the loader tells the programs.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

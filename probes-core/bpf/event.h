@@ -65,6 +65,12 @@ enum strata_direction {
 	STRATA_DIR_INGRESS = 2, /* the process received these bytes */
 };
 
+/* Key of the per-process loss counts: the same slots, by thread group. */
+struct strata_lost_key {
+	__u32 tgid;
+	__u32 slot; /* enum strata_lost_slot */
+};
+
 /* What the loader tells the programs. The ring-buffer object (5.8+) takes it as global data
  * (read-only, so the verifier prunes on it); the perf-buffer object, for kernels before 5.2 that
  * have no global data, reads it from the one-entry `config` array map. */

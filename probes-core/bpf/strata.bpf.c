@@ -77,11 +77,33 @@ struct {
 	__type(value, struct data_scratch);
 } scratch SEC(".maps");
 
-static __always_inline void count_lost_n(__u32 slot, __u64 count)
+/* The same losses by process (process context only), so they can be told apart: which
+ * workload lost what, and a test that its own records were lost, not another process's. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct strata_lost_key);
+	__type(value, __u64);
+} lost_by_tgid SEC(".maps");
+
+/* Losses of a record nobody knows the process of (softirq context). */
+static __always_inline void count_lost_global(__u32 slot, __u64 count)
 {
 	__u64 *n = bpf_map_lookup_elem(&lost, &slot);
 	if (n)
 		__sync_fetch_and_add(n, count);
+}
+
+static __always_inline void count_lost_n(__u32 slot, __u64 count)
+{
+	count_lost_global(slot, count);
+	struct strata_lost_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .slot = slot };
+	__u64 *n = bpf_map_lookup_elem(&lost_by_tgid, &key);
+	if (n) {
+		__sync_fetch_and_add(n, count);
+	} else {
+		bpf_map_update_elem(&lost_by_tgid, &key, &count, BPF_NOEXIST);
+	}
 }
 
 static __always_inline void count_lost(__u32 slot)
@@ -568,7 +590,7 @@ int sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	ev.old_state = ctx->oldstate;
 	ev.new_state = ctx->newstate;
 	if (emit(ctx, &ev, sizeof(ev)))
-		count_lost(STRATA_LOST_STATE);
+		count_lost_global(STRATA_LOST_STATE, 1);
 	return 0;
 }
 #endif

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use std::collections::HashMap as StdHashMap;
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
 use tokio::io::unix::AsyncFd;
@@ -90,6 +92,14 @@ struct ProgramConfig(wire::Config);
 // SAFETY: plain integers, every bit pattern valid, no padding (asserted by tests/wire_layout.rs).
 unsafe impl aya::Pod for ProgramConfig {}
 
+/// `struct strata_lost_key` as aya reads it.
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct LostKey(wire::LostKey);
+
+// SAFETY: as above.
+unsafe impl aya::Pod for LostKey {}
+
 /// The batch buffer's first allocation; it grows for bigger batches.
 const BATCH_BYTES: usize = 256 << 10;
 
@@ -102,7 +112,12 @@ enum Reader {
 pub struct Capture {
     reader: Reader,
     lost: PerCpuArray<MapData, u64>,
+    /// The same losses by process.
+    lost_by_tgid: HashMap<MapData, LostKey, u64>,
+    /// Losses reported so far per slot, attributed to a process or not.
     lost_reported: [u64; wire::LOST_SLOTS as usize],
+    /// The per-process counts as last read.
+    tgid_seen: StdHashMap<LostKey, u64>,
     /// Kernel-side emit failures already reported, and perf records the kernel said it dropped:
     /// see [`Capture::take_losses`].
     perf_lost_reported: u64,
@@ -211,10 +226,15 @@ impl Capture {
         };
         let lost = PerCpuArray::try_from(ebpf.take_map("lost").ok_or(CaptureError::MissingMap("lost"))?)
             .map_err(|e| CaptureError::Buffer { buffer: "lost counters", error: e.to_string() })?;
+        let lost_by_tgid =
+            HashMap::try_from(ebpf.take_map("lost_by_tgid").ok_or(CaptureError::MissingMap("lost_by_tgid"))?)
+                .map_err(|e| CaptureError::Buffer { buffer: "lost counters", error: e.to_string() })?;
         Ok(Capture {
             reader,
             lost,
+            lost_by_tgid,
             lost_reported: [0; wire::LOST_SLOTS as usize],
+            tgid_seen: StdHashMap::new(),
             perf_lost_reported: 0,
             undecodable: 0,
             undecodable_reported: 0,
@@ -277,9 +297,30 @@ impl Capture {
     }
 
     /// Loss events for records lost since the last call (kernel buffer full, pairing map full,
-    /// messages beyond the per-call limit, undecodable records), stamped `now_ns`.
+    /// messages beyond the per-call limit, undecodable records), stamped `now_ns`: by process where
+    /// the kernel knew it (the event's pid), the rest with pid 0.
     pub fn take_losses(&mut self, now_ns: u64) -> Vec<Event> {
         let mut out = vec![];
+        // Per process first: the programs count the global slot before the process's, so every
+        // per-process count read here is already in the global counts read after.
+        let mut attributed = [0u64; wire::LOST_SLOTS as usize];
+        // Only the entries the map still holds are remembered: the table stays as small as it.
+        let previous = std::mem::take(&mut self.tgid_seen);
+        for entry in self.lost_by_tgid.iter() {
+            let Ok((key, value)) = entry else { continue };
+            let slot = key.0.slot as usize;
+            let Some(source) = LossSource::KERNEL_SLOTS.get(slot) else { continue };
+            self.tgid_seen.insert(key, value);
+            let seen = previous.get(&key).copied().unwrap_or(0);
+            // An entry the LRU evicted and made again starts from zero.
+            let delta = if value >= seen { value - seen } else { value };
+            if delta > 0 {
+                attributed[slot] += delta;
+                let mut ev = Event::loss(now_ns, *source, delta);
+                ev.pid = key.0.tgid;
+                out.push(ev);
+            }
+        }
         let mut emit_failures = 0;
         for (slot, source) in LossSource::KERNEL_SLOTS.iter().enumerate() {
             let total = match self.lost.get(&(slot as u32), 0) {
@@ -292,10 +333,11 @@ impl Capture {
             if source.is_buffer_full() {
                 emit_failures += total;
             }
-            let delta = total.saturating_sub(self.lost_reported[slot]);
-            self.lost_reported[slot] = total;
-            if delta > 0 {
-                out.push(Event::loss(now_ns, *source, delta));
+            self.lost_reported[slot] += attributed[slot];
+            let unattributed = total.saturating_sub(self.lost_reported[slot]);
+            self.lost_reported[slot] = self.lost_reported[slot].max(total);
+            if unattributed > 0 {
+                out.push(Event::loss(now_ns, *source, unattributed));
             }
         }
         // A full perf buffer is seen twice where the kernel both fails the program's

@@ -24,6 +24,7 @@ fn c_program() -> String {
     );
     let fields: &[(&str, &[&str])] = &[
         ("strata_config", &["capture_bytes", "self_tgid"]),
+        ("strata_lost_key", &["tgid", "slot"]),
         ("strata_endpoint", &["family", "port", "addr"]),
         ("strata_header", &["kind", "tgid", "tid", "fd", "sock_id", "ts_ns", "comm"]),
         ("strata_socket", &["protocol", "role", "_pad0", "local", "remote"]),
@@ -80,6 +81,7 @@ fn event_h_and_wire_rs_agree_on_every_offset() {
 
     let mut rust = rust_layout!(
         Config => "strata_config" { capture_bytes, self_tgid },
+        LostKey => "strata_lost_key" { tgid, slot },
         Endpoint => "strata_endpoint" { family, port, addr },
         Header => "strata_header" { kind, tgid, tid, fd, sock_id, ts_ns, comm },
         Socket => "strata_socket" { protocol, role, _pad0, local, remote },

@@ -162,6 +162,20 @@ impl Captured {
         self.of_kind("loss").filter(|e| e["source"] == source).map(|e| e["count"].as_u64().unwrap()).sum()
     }
 
+    /// Records of these processes reported lost, any source: losses the kernel or the agent could
+    /// attribute (another process's drops never count here).
+    pub fn lost_by(&self, pids: &[u32]) -> u64 {
+        self.of_kind("loss")
+            .filter(|e| pids.iter().any(|p| e["pid"] == *p))
+            .map(|e| e["count"].as_u64().unwrap())
+            .sum()
+    }
+
+    /// Records reported lost without a process (pid 0): whose they were, nobody can tell.
+    pub fn lost_unattributed(&self) -> u64 {
+        self.lost_by(&[0])
+    }
+
     /// The captured payload of a data event, unescaped to bytes.
     pub fn payload(ev: &Value) -> Vec<u8> {
         let s = ev["payload"].as_str().expect("payload string");

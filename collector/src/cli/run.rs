@@ -22,11 +22,13 @@ use collector::queue::{self, BatchSender};
 use collector::sinks::capture_file::CaptureFileSink;
 use collector::sinks::event_lines::EventLines;
 use collector::sinks::record_lines::RecordLines;
+use collector::sinks::otlp::{Otlp, OtlpConfig, OtlpError, OtlpSink};
+use collector::sinks::prometheus::{self, PrometheusError};
+use collector::sinks::table::{Table, TableSink};
 use collector::sinks::{LineFormat, RecordSink};
 use collector::sources::{CaptureSettings, LiveSource, SourceError};
 use collector::telemetry::agent_stats::AgentStats;
-use collector::telemetry::otlp::OtlpConfig;
-use collector::telemetry::{Telemetry, TelemetryConfig, TelemetryError};
+use collector::telemetry::{Telemetry, TelemetryConfig, TelemetryError, TelemetrySink};
 
 use super::args::CaptureArgs;
 use super::tiers::{self, Candidate, ChoiceError};
@@ -115,6 +117,10 @@ pub enum RunError {
     Usage(String),
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
+    #[error(transparent)]
+    Prometheus(#[from] PrometheusError),
+    #[error(transparent)]
+    Otlp(#[from] OtlpError),
 }
 
 impl RunError {
@@ -146,17 +152,30 @@ pub fn run(args: RunArgs) -> Result<(), RunError> {
         };
         Flow::events(vec![Box::new(EventLines::new(format, stdout(), clock))])
     } else {
-        let config = telemetry_config(&args.telemetry, args.output)?;
+        let exports = telemetry_exports(&args.telemetry, args.output)?;
         let mut sinks: Vec<Box<dyn RecordSink>> = Vec::new();
         match args.output {
             RunOutput::Text => sinks.push(Box::new(RecordLines::new(LineFormat::Text, stdout(), clock))),
             RunOutput::Jsonl => sinks.push(Box::new(RecordLines::new(LineFormat::Jsonl, stdout(), clock))),
             RunOutput::Table | RunOutput::None => {}
         }
-        if !config.is_off() {
-            let s = Arc::new(AgentStats::new(kernel_release()));
+        let s = Arc::new(AgentStats::new(kernel_release()));
+        let mut telemetry: Vec<Box<dyn TelemetrySink>> = Vec::new();
+        if let Some(addr) = exports.prometheus {
+            let (sink, bound) = prometheus::serve(addr, s.clone())?;
+            log::info!("Prometheus metrics at http://{bound}/metrics (probes: /healthz, /readyz)");
+            telemetry.push(Box::new(sink));
+        }
+        if let Some(c) = exports.otlp {
+            telemetry.push(Box::new(OtlpSink::new(Otlp::start(c, clock, s.clone())?)));
+            log::info!("exporting over OTLP (endpoint and protocol from the OTEL_* variables)");
+        }
+        if let Some(every) = exports.table_every {
             let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
-            sinks.push(Box::new(Telemetry::start(config, s.clone(), clock, stdout(), on_terminal)?));
+            telemetry.push(Box::new(TableSink::new(Table::new(stdout(), every, on_terminal))));
+        }
+        if !telemetry.is_empty() {
+            sinks.push(Box::new(Telemetry::start(exports.config, s.clone(), telemetry)?));
             stats = Some(s);
         }
         Flow::records(Default::default(), sinks, stats.clone())
@@ -164,7 +183,15 @@ pub fn run(args: RunArgs) -> Result<(), RunError> {
     capture(&args.capture, flow, stats)
 }
 
-fn telemetry_config(args: &TelemetryArgs, output: RunOutput) -> Result<TelemetryConfig, RunError> {
+/// What the telemetry thread feeds, from the command line.
+struct TelemetryExports {
+    prometheus: Option<std::net::SocketAddr>,
+    otlp: Option<OtlpConfig>,
+    table_every: Option<Duration>,
+    config: TelemetryConfig,
+}
+
+fn telemetry_exports(args: &TelemetryArgs, output: RunOutput) -> Result<TelemetryExports, RunError> {
     let usage = |m: String| RunError::Usage(m);
     let prometheus = match args.prometheus_listen.as_str() {
         "off" | "" => None,
@@ -180,13 +207,15 @@ fn telemetry_config(args: &TelemetryArgs, output: RunOutput) -> Result<Telemetry
     let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let otlp = ((args.otlp || env_on) && !disabled)
         .then_some(OtlpConfig { sample_ratio: args.trace_sample_ratio, slow_threshold: args.slow_threshold });
-    Ok(TelemetryConfig {
+    Ok(TelemetryExports {
         prometheus,
         otlp,
-        label_limit: args.label_limit,
-        queue_capacity: args.telemetry_queue,
         table_every: (output == RunOutput::Table).then_some(args.table_every),
-        process_names_from_proc: true,
+        config: TelemetryConfig {
+            label_limit: args.label_limit,
+            queue_capacity: args.telemetry_queue,
+            process_names_from_proc: true,
+        },
     })
 }
 

@@ -1,104 +1,75 @@
-//! From records to what operators consume: RED metrics and the service graph (Prometheus and
-//! OTLP), spans and logs (OTLP), and the terminal table. The capture thread hands records over
-//! through a bounded queue (a full queue drops and counts, it never blocks the capture); one
-//! telemetry thread converges labels and feeds every exporter.
+//! From records to what operators consume: the transform between the pipeline and the telemetry
+//! sinks (Prometheus, OTLP, the terminal table, in `sinks/`). The pipeline thread hands records
+//! over through a bounded queue (a full queue drops and counts, it never blocks the capture); one
+//! telemetry thread converges labels (paths templated, SQL obfuscated, at most N values a label)
+//! and hands every sink each batch of records with their observations.
 
 pub mod agent_stats;
 pub mod converge;
 pub mod histogram;
-pub mod otlp;
-pub mod prometheus;
 pub mod semconv;
-pub mod store;
-pub mod table;
 pub mod trace_context;
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::clock::WallClock;
 use crate::pipeline::Record;
 use agent_stats::AgentStats;
-use otlp::{Otlp, OtlpConfig};
+pub use semconv::Observation;
 use semconv::Converger;
-use store::MetricStore;
-use table::Table;
+
+/// A consumer of converged records: a metric store, an exporter, a view.
+pub trait TelemetrySink: Send {
+    /// A batch of records, each with its observation (records without one, such as a protocol no
+    /// instrument covers, are left out).
+    fn observe(&mut self, batch: &[(Record, Observation)]);
+    /// Called every [`TICK`] and after each batch: refreshes, periodic flushes.
+    fn tick(&mut self) {}
+    /// The agent stops: flush everything.
+    fn finish(&mut self) {}
+}
 
 #[derive(Clone, Debug)]
 pub struct TelemetryConfig {
-    /// Where to serve Prometheus scrapes (None: no endpoint).
-    pub prometheus: Option<SocketAddr>,
-    /// OTLP export (configured by the OTEL_* variables), None: off.
-    pub otlp: Option<OtlpConfig>,
     /// Distinct values per label before new ones fold into `*`.
     pub label_limit: usize,
     /// Records waiting for the telemetry thread; beyond, new ones are dropped and counted.
     pub queue_capacity: usize,
-    /// Refresh the terminal table this often (None: no table).
-    pub table_every: Option<Duration>,
     /// Name services after their process's main thread, read from /proc (live capture only).
     pub process_names_from_proc: bool,
 }
 
-impl TelemetryConfig {
-    pub fn is_off(&self) -> bool {
-        self.prometheus.is_none() && self.otlp.is_none() && self.table_every.is_none()
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    #[error("serving Prometheus metrics on {addr}: {error} (choose another with --prometheus-listen, or `off`)")]
-    Prometheus { addr: SocketAddr, error: std::io::Error },
-    #[error(transparent)]
-    Otlp(#[from] otlp::OtlpError),
     #[error("starting the telemetry thread: {0}")]
     Thread(std::io::Error),
 }
 
-/// The capture side's handle: offers records, then finishes (flushing every exporter).
+/// The pipeline side's handle: offers records, then finishes (flushing every sink).
 pub struct Telemetry {
     queue: Option<SyncSender<Record>>,
     stats: Arc<AgentStats>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// How often the telemetry thread wakes when idle (table, flushes, folded counts).
-const TICK: Duration = Duration::from_millis(200);
+/// How often the telemetry thread wakes when idle (the table, flushes, folded counts).
+pub const TICK: Duration = Duration::from_millis(200);
 
 impl Telemetry {
     pub fn start(
         config: TelemetryConfig,
         stats: Arc<AgentStats>,
-        clock: WallClock,
-        table_out: Box<dyn std::io::Write + Send>,
-        table_clear: bool,
+        sinks: Vec<Box<dyn TelemetrySink>>,
     ) -> Result<Telemetry, TelemetryError> {
-        let store = Arc::new(Mutex::new(MetricStore::default()));
-        if let Some(addr) = config.prometheus {
-            let bound = prometheus::serve(addr, store.clone(), stats.clone())
-                .map_err(|error| TelemetryError::Prometheus { addr, error })?;
-            log::info!("Prometheus metrics at http://{bound}/metrics");
-        }
-        let otlp = match config.otlp.clone() {
-            Some(c) => {
-                let o = Otlp::start(c, clock, stats.clone())?;
-                log::info!("exporting over OTLP (endpoint and protocol from the OTEL_* variables)");
-                Some(o)
-            }
-            None => None,
-        };
-        let table = config.table_every.map(|every| Table::new(table_out, every, table_clear));
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
         let mut converger = Converger::new(config.label_limit);
         if config.process_names_from_proc {
             converger = converger.with_process_names(Box::new(process_name));
         }
-        let worker = Worker { converger, store, otlp, table, stats: stats.clone() };
+        let worker = Worker { converger, sinks, stats: stats.clone() };
         let thread = std::thread::Builder::new()
             .name("strata-telemetry".into())
             .spawn(move || worker.run(rx))
@@ -132,7 +103,7 @@ impl Telemetry {
         &self.stats
     }
 
-    /// Lets the thread drain the queue and flush every exporter, then waits for it.
+    /// Lets the thread drain the queue and finish every sink, then waits for it.
     pub fn finish(&mut self) {
         self.queue = None;
         if let Some(t) = self.thread.take() {
@@ -141,7 +112,7 @@ impl Telemetry {
     }
 }
 
-impl crate::sinks::RecordSink for Telemetry {
+impl crate::flow::RecordSink for Telemetry {
     fn write_batch(&mut self, records: &[Record]) -> std::io::Result<()> {
         self.offer(records);
         Ok(())
@@ -166,20 +137,18 @@ fn process_name(pid: u32) -> Option<String> {
 
 struct Worker {
     converger: Converger,
-    store: Arc<Mutex<MetricStore>>,
-    otlp: Option<Otlp>,
-    table: Option<Table>,
+    sinks: Vec<Box<dyn TelemetrySink>>,
     stats: Arc<AgentStats>,
 }
 
 impl Worker {
     fn run(mut self, rx: mpsc::Receiver<Record>) {
-        let mut last_flush = Instant::now();
+        let mut batch = Vec::with_capacity(1024);
         loop {
             match rx.recv_timeout(TICK) {
                 Ok(first) => {
-                    // Take whatever else is waiting too, and handle it under one store lock.
-                    let mut batch = vec![first];
+                    // Take whatever else is waiting too: each sink sees one batch at a time.
+                    batch.push(first);
                     while batch.len() < 1024 {
                         match rx.try_recv() {
                             Ok(r) => batch.push(r),
@@ -187,42 +156,32 @@ impl Worker {
                         }
                     }
                     self.stats.queue_depth.fetch_sub(batch.len() as u64, Relaxed);
-                    self.handle(&batch);
+                    self.handle(&mut batch);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.stats.set_folded(self.converger.limiter().folded());
-            if let Some(t) = self.table.as_mut() {
-                if let Err(e) = t.tick() {
-                    log::warn!("writing the table: {e}");
-                    self.table = None;
-                }
-            }
-            if last_flush.elapsed() >= otlp::FLUSH_EVERY {
-                if let Some(o) = self.otlp.as_mut() {
-                    o.flush();
-                }
-                last_flush = Instant::now();
+            for s in &mut self.sinks {
+                s.tick();
             }
         }
         self.stats.set_folded(self.converger.limiter().folded());
-        if let Some(o) = self.otlp.take() {
-            o.shutdown();
+        for s in &mut self.sinks {
+            s.finish();
         }
     }
 
-    fn handle(&mut self, records: &[Record]) {
-        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        for r in records {
-            let Some(o) = self.converger.observe(r) else { continue };
-            store.observe(&o);
-            if let Some(t) = self.table.as_mut() {
-                t.observe(&o);
-            }
-            if let Some(x) = self.otlp.as_mut() {
-                x.record(r, &o);
-            }
+    fn handle(&mut self, records: &mut Vec<Record>) {
+        let observed: Vec<(Record, Observation)> = records
+            .drain(..)
+            .filter_map(|r| {
+                let o = self.converger.observe(&r)?;
+                Some((r, o))
+            })
+            .collect();
+        for s in &mut self.sinks {
+            s.observe(&observed);
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use super::agent_stats::AgentStats;
 use super::semconv::{self, Converger, Edge};
-use super::store::MetricStore;
-use super::table::Table;
+use crate::sinks::prometheus::MetricStore;
+use crate::sinks::table::Table;
 use crate::pipeline::record::{Attributes, Endpoint};
 use crate::pipeline::Record;
 

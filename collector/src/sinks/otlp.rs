@@ -24,9 +24,9 @@ use opentelemetry_sdk::metrics::{
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanExporter as _, SpanLinks};
 use opentelemetry_sdk::Resource;
 
-use super::agent_stats::AgentStats;
-use super::semconv::Observation;
-use super::trace_context::{parent_of, Parent};
+use crate::telemetry::agent_stats::AgentStats;
+use crate::telemetry::semconv::Observation;
+use crate::telemetry::trace_context::{parent_of, Parent};
 use crate::clock::WallClock;
 use crate::pipeline::Record;
 
@@ -381,7 +381,7 @@ impl Instruments {
 }
 
 /// One labelled family of the agent's counters, as (label value, count) pairs.
-type ReadCounters = fn(&super::agent_stats::Counters) -> Vec<(String, u64)>;
+type ReadCounters = fn(&crate::telemetry::agent_stats::Counters) -> Vec<(String, u64)>;
 
 /// The agent's own counters, read at each metric export.
 fn register_agent_metrics(meter: &Meter, stats: Arc<AgentStats>) {
@@ -507,5 +507,42 @@ impl LogProcessor for LogQueue {
 
     fn force_flush(&self) -> OTelSdkResult {
         Ok(())
+    }
+}
+
+/// OTLP as a telemetry sink: spans and logs flushed every [`FLUSH_EVERY`], everything at the end.
+pub struct OtlpSink {
+    otlp: Option<Otlp>,
+    last_flush: std::time::Instant,
+}
+
+impl OtlpSink {
+    pub fn new(otlp: Otlp) -> OtlpSink {
+        OtlpSink { otlp: Some(otlp), last_flush: std::time::Instant::now() }
+    }
+}
+
+impl crate::telemetry::TelemetrySink for OtlpSink {
+    fn observe(&mut self, batch: &[(Record, Observation)]) {
+        if let Some(o) = self.otlp.as_mut() {
+            for (r, obs) in batch {
+                o.record(r, obs);
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        if self.last_flush.elapsed() >= FLUSH_EVERY {
+            if let Some(o) = self.otlp.as_mut() {
+                o.flush();
+            }
+            self.last_flush = std::time::Instant::now();
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(o) = self.otlp.take() {
+            o.shutdown();
+        }
     }
 }

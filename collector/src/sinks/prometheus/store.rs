@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::agent_stats::AgentStats;
-use super::histogram::Histogram;
-use super::semconv::{Edge, Instrument, Observation};
+use crate::telemetry::agent_stats::AgentStats;
+use crate::telemetry::histogram::Histogram;
+use crate::telemetry::semconv::{Edge, Instrument, Observation};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -39,7 +39,7 @@ impl MetricStore {
             series.entry(o.attributes.clone()).or_default()
         } else {
             self.series_overflow += 1;
-            let folded = o.attributes.iter().map(|(k, _)| (*k, super::converge::OVERFLOW.to_string())).collect();
+            let folded = o.attributes.iter().map(|(k, _)| (*k, crate::telemetry::converge::OVERFLOW.to_string())).collect();
             series.entry(folded).or_default()
         };
         h.observe(o.seconds);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use super::semconv::Observation;
+use crate::telemetry::semconv::Observation;
 
 /// Rows shown per refresh.
 pub const ROWS: usize = 20;
@@ -172,5 +172,31 @@ fn duration(seconds: Option<f64>) -> String {
         Some(s) if s < 1e-3 => format!("{:.0} µs", s * 1e6),
         Some(s) if s < 1.0 => format!("{:.1} ms", s * 1e3),
         Some(s) => format!("{s:.2} s"),
+    }
+}
+
+/// The table as a telemetry sink: a write error (a closed terminal) stops it, not the agent.
+pub struct TableSink(Option<Table>);
+
+impl TableSink {
+    pub fn new(table: Table) -> TableSink {
+        TableSink(Some(table))
+    }
+}
+
+impl crate::telemetry::TelemetrySink for TableSink {
+    fn observe(&mut self, batch: &[(crate::pipeline::Record, Observation)]) {
+        if let Some(t) = self.0.as_mut() {
+            for (_, o) in batch {
+                t.observe(o);
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        if let Some(Err(e)) = self.0.as_mut().map(Table::tick) {
+            log::warn!("writing the table: {e}");
+            self.0 = None;
+        }
     }
 }
