@@ -85,8 +85,19 @@ pub struct CaptureArgs {
 }
 
 impl CaptureArgs {
-    pub fn settings(&self) -> CaptureSettings {
-        CaptureSettings {
+    /// The settings, or what is wrong with them.
+    pub fn settings(&self) -> Result<CaptureSettings, String> {
+        let max = strata_event::wire::MAX_CAPTURE;
+        if self.capture_bytes > max {
+            return Err(format!("capture size {} is out of range: give 0..={max} bytes (--capture-bytes)", self.capture_bytes));
+        }
+        if !self.ring_bytes.is_power_of_two() || self.ring_bytes < 4096 {
+            return Err(format!("--ring-bytes {} must be a power of two and at least 4096", self.ring_bytes));
+        }
+        if self.event_queue == 0 {
+            return Err("--event-queue must be at least 1".into());
+        }
+        Ok(CaptureSettings {
             capture_bytes: self.capture_bytes,
             ring_bytes: self.ring_bytes,
             perf: PerfConfig {
@@ -98,7 +109,7 @@ impl CaptureArgs {
                 },
                 ..Default::default()
             },
-        }
+        })
     }
 }
 

@@ -141,6 +141,8 @@ const LOSS_REPORT_EVERY: Duration = Duration::from_secs(1);
 const BATCH: usize = 4096;
 
 pub fn run(args: RunArgs) -> Result<(), RunError> {
+    // Bad values are reported before anything starts (a Prometheus port, a thread).
+    args.capture.settings().map_err(RunError::Usage)?;
     let clock = WallClock::now();
     let stdout = || Box::new(std::io::stdout()) as Box<dyn std::io::Write + Send>;
     let mut stats = None;
@@ -231,20 +233,14 @@ pub fn record(args: RecordArgs) -> Result<(), RunError> {
     result
 }
 
-/// What the capture thread tells the pipeline thread once it knows.
-type StartReport = Result<Tier, RunError>;
+/// What the capture thread tells the pipeline thread once it knows: the tier that started, and
+/// how it captures.
+type StartReport = Result<(Tier, String), RunError>;
 
 /// Captures with the best tier that starts, feeding `flow` until stopped.
 fn capture(args: &CaptureArgs, mut flow: Flow, stats: Option<Arc<AgentStats>>) -> Result<(), RunError> {
-    if args.capture_bytes > strata_event::wire::MAX_CAPTURE {
-        return Err(RunError::Usage(format!(
-            "--capture-bytes {} is out of range: give 0..={} bytes",
-            args.capture_bytes,
-            strata_event::wire::MAX_CAPTURE
-        )));
-    }
+    let settings = args.settings().map_err(RunError::Usage)?;
     let candidates = choose(args)?;
-    let settings = args.settings();
     let (tx, rx) = queue::bounded(args.event_queue);
     let (started_tx, started_rx) = mpsc::channel::<StartReport>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -254,17 +250,20 @@ fn capture(args: &CaptureArgs, mut flow: Flow, stats: Option<Arc<AgentStats>>) -
         .spawn(move || capture_thread(&candidates, &settings, duration, tx, started_tx, stop_rx))
         .map_err(|e| RunError::Thread(format!("starting the capture thread: {e}")))?;
 
-    let tier = match started_rx.recv() {
-        Ok(Ok(tier)) => tier,
+    match started_rx.recv() {
+        Ok(Ok((tier, description))) => {
+            if let Some(s) = &stats {
+                s.set_tier(tier);
+            }
+            // After the agent's own telemetry knows it: from here on, /readyz says ready.
+            log::info!("capturing: tier {tier} ({description}), payload cap {} B", args.capture_bytes);
+        }
         Ok(Err(e)) => {
             let _ = capture_thread.join();
             return Err(e);
         }
         Err(_) => return Err(join_error(capture_thread)),
     };
-    if let Some(s) = &stats {
-        s.set_tier(tier);
-    }
     // The pipeline thread: whatever the capture hands over, until it finishes. An output that
     // fails (a closed stdout) stops the capture.
     let mut output = Ok(());
@@ -347,21 +346,16 @@ fn capture_thread(
         }
     };
     runtime.block_on(async move {
-        let (tier, mut source) = match tiers::start_first(candidates, settings) {
+        let mut source = match tiers::start_first(candidates, settings) {
             Ok((tier, s)) => {
-                log::info!(
-                    "capturing: tier {tier} ({}), payload cap {} B",
-                    s.description,
-                    settings.capture_bytes
-                );
-                (tier, s.source)
+                let _ = started.send(Ok((tier, s.description)));
+                s.source
             }
             Err(e) => {
                 let _ = started.send(Err(RunError::Capture(e)));
                 return Ok(());
             }
         };
-        let _ = started.send(Ok(tier));
         let mut sigint = signal(SignalKind::interrupt()).map_err(|e| RunError::Thread(format!("signals: {e}")))?;
         let mut sigterm = signal(SignalKind::terminate()).map_err(|e| RunError::Thread(format!("signals: {e}")))?;
         let mut loss_tick = tokio::time::interval(LOSS_REPORT_EVERY);

@@ -17,7 +17,7 @@ use strata_event::{Connection, Event, EventKind, Role};
 
 use conntrack::{ConnKey, Conntrack, Evictions, Limits, Tracked};
 pub use record::Record;
-use record::{role_name, transport_name, Endpoint};
+use record::Endpoint;
 use session::Output;
 
 /// Sweep for idle connections and memory every this many events.
@@ -206,8 +206,8 @@ fn endpoint(t: &Tracked, conn: Connection) -> Endpoint {
     Endpoint {
         pid: t.pid,
         comm: t.comm,
-        role: role_name(role),
-        transport: transport_name(conn.transport),
+        role,
+        transport: conn.transport,
         local: conn.local,
         remote: conn.remote,
     }

@@ -12,8 +12,8 @@ pub struct Endpoint {
     pub pid: u32,
     pub comm: strata_event::Comm,
     /// Whether this process was the client or the server of the exchange.
-    pub role: &'static str,
-    pub transport: &'static str,
+    pub role: Role,
+    pub transport: Transport,
     pub local: SocketAddr,
     pub remote: SocketAddr,
 }
@@ -21,7 +21,8 @@ pub struct Endpoint {
 /// A request matched with its response.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Record {
-    pub protocol: &'static str,
+    #[serde(serialize_with = "protocol_name")]
+    pub protocol: Protocol,
     pub operation: Option<String>,
     pub target: Option<String>,
     pub status: Option<String>,
@@ -62,19 +63,8 @@ impl Serialize for Attributes {
     }
 }
 
-pub fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Client => "client",
-        Role::Server => "server",
-        Role::Unknown => "unknown",
-    }
-}
-
-pub fn transport_name(t: Transport) -> &'static str {
-    match t {
-        Transport::Tcp => "tcp",
-        Transport::Udp => "udp",
-    }
+fn protocol_name<S: serde::Serializer>(p: &Protocol, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.name())
 }
 
 impl Record {
@@ -92,7 +82,7 @@ impl Record {
             None => (None, None, None, 0, false),
         };
         Record {
-            protocol: protocol.name(),
+            protocol,
             operation: request.operation,
             target: request.target,
             status,
@@ -111,7 +101,7 @@ impl Record {
     pub fn orphan(protocol: Protocol, response: Message, endpoint: Endpoint) -> Record {
         let protocol = response.protocol.unwrap_or(protocol);
         Record {
-            protocol: protocol.name(),
+            protocol,
             operation: response.operation,
             target: response.target,
             status: response.status,

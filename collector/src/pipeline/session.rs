@@ -36,6 +36,8 @@ pub struct Session {
     /// Per direction (egress, ingress): bytes were lost since the last chunk fed.
     gap: [bool; 2],
     messages: Vec<Message>,
+    /// What the matcher made of them (reused between chunks).
+    matched: Vec<Matched>,
 }
 
 /// What a chunk produced.
@@ -44,6 +46,16 @@ pub enum Output {
     Orphan(Protocol, Message),
     /// A request that will not be answered (evicted from a full matcher).
     Unanswered(Protocol, Message),
+}
+
+impl Output {
+    fn from_matched(protocol: Protocol, m: Matched) -> Output {
+        match m {
+            Matched::Pair(req, resp) => Output::Pair(protocol, req, resp),
+            Matched::Orphan(resp) => Output::Orphan(protocol, resp),
+            Matched::Unanswered(req) => Output::Unanswered(protocol, req),
+        }
+    }
 }
 
 /// Outcome of feeding one chunk, for the pipeline's counters.
@@ -75,6 +87,7 @@ impl Session {
             matcher: Matcher::default(),
             gap: [false; 2],
             messages: vec![],
+            matched: vec![],
         }
     }
 
@@ -166,19 +179,15 @@ impl Session {
         if uncaptured > 0 && !parser.skip(side, uncaptured, ts_ns, &mut self.messages) {
             self.gap[i] = true;
         }
+        let mut matched = std::mem::take(&mut self.matched);
         for m in self.messages.drain(..) {
             match m.side {
-                Some(Side::Request) => {
-                    if let Some(dropped) = self.matcher.request(m) {
-                        out.push(Output::Unanswered(protocol, dropped));
-                    }
-                }
-                _ => match self.matcher.response(m) {
-                    Matched::Pair(req, resp) => out.push(Output::Pair(protocol, req, resp)),
-                    Matched::Orphan(resp) => out.push(Output::Orphan(protocol, resp)),
-                },
+                Some(Side::Request) => self.matcher.request(m, &mut matched),
+                _ => self.matcher.response(m, &mut matched),
             }
         }
+        out.extend(matched.drain(..).map(|m| Output::from_matched(protocol, m)));
+        self.matched = matched;
         fed
     }
 
@@ -226,10 +235,13 @@ impl Session {
         }
     }
 
-    /// The connection ended: requests still waiting will not be answered.
+    /// The connection ended: requests still waiting will not be answered, answers still waiting
+    /// have no request.
     pub fn finish(&mut self, out: &mut Vec<Output>) {
         let Some(protocol) = self.protocol() else { return };
-        out.extend(self.matcher.drain().into_iter().map(|m| Output::Unanswered(protocol, m)));
+        let mut matched = Vec::new();
+        self.matcher.drain(&mut matched);
+        out.extend(matched.into_iter().map(|m| Output::from_matched(protocol, m)));
     }
 }
 

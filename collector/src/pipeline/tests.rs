@@ -68,12 +68,12 @@ fn an_exchange_becomes_one_record_with_its_latency_and_sizes() {
     );
     assert_eq!(out.len(), 1, "{out:?}");
     let r = &out[0];
-    assert_eq!((r.protocol, r.operation.as_deref(), r.target.as_deref()), ("http", Some("GET"), Some("/items/1")));
+    assert_eq!((r.protocol.name(), r.operation.as_deref(), r.target.as_deref()), ("http", Some("GET"), Some("/items/1")));
     assert_eq!(r.status.as_deref(), Some("200"));
     // Request sent at its write's enter (1000), response had at its read's exit (5001).
     assert_eq!((r.start_ns, r.latency_ns), (1_000, Some(4_001)));
     assert_eq!((r.request_bytes, r.response_bytes), (GET.len() as u64, OK.len() as u64));
-    assert_eq!((r.endpoint.pid, r.endpoint.role, r.partial), (42, "client", false));
+    assert_eq!((r.endpoint.pid, r.endpoint.role, r.partial), (42, Role::Client, false));
     assert_eq!(p.connections(), 0, "closed connections leave the table");
     assert_eq!(p.stats().evictions.closed, 1);
 }
@@ -129,7 +129,7 @@ fn a_socket_dup_ed_onto_other_fds_is_one_connection() {
         ],
     );
     assert_eq!(out.len(), 1, "{out:?}");
-    assert_eq!((out[0].status.as_deref(), out[0].endpoint.role), (Some("200"), "server"));
+    assert_eq!((out[0].status.as_deref(), out[0].endpoint.role), (Some("200"), Role::Server));
     assert_eq!(p.connections(), 0);
 }
 
@@ -171,7 +171,7 @@ fn a_truncated_chunk_makes_the_next_one_a_gap_and_the_record_partial() {
     );
     // Whatever the parser could make of the cut response, nothing is reported whole that was not.
     assert!(!out.is_empty());
-    assert!(out.iter().all(|r| r.protocol == "http"));
+    assert!(out.iter().all(|r| r.protocol.name() == "http"));
     assert!(out.iter().any(|r| r.partial || r.latency_ns.is_none()), "{out:?}");
 }
 
@@ -232,6 +232,51 @@ fn a_request_read_length_prefix_first_is_still_recognized() {
         ],
     );
     assert_eq!(out.len(), 1, "{out:?}");
-    assert_eq!((out[0].protocol, out[0].operation.as_deref()), ("kafka", Some("ApiVersions")));
+    assert_eq!((out[0].protocol.name(), out[0].operation.as_deref()), ("kafka", Some("ApiVersions")));
     assert_eq!((out[0].status.as_deref(), out[0].request_bytes), (Some("OK"), 4 + header.len() as u64));
+}
+
+fn server_data(ts: u64, direction: Direction, bytes: &[u8]) -> Event {
+    let mut e = data(ts, 5, 77, direction, bytes, bytes.len() as u64);
+    if let EventKind::Data(d) = &mut e.kind {
+        d.conn.role = Role::Server;
+    }
+    e.comm = "nginx".into();
+    e
+}
+
+fn accept(ts: u64) -> Event {
+    let o = Open { conn: conn(Role::Server), syscall: Syscall::Accept4, in_progress: false, enter_ns: ts };
+    let mut e = event(ts, 5, 77, EventKind::Open(o));
+    e.comm = "nginx".into();
+    e
+}
+
+/// A server may answer before it has read the whole request: an early 413 while the body is still
+/// coming. That answer belongs to that request, and the next request gets its own.
+#[test]
+fn a_server_answering_before_the_whole_request_pairs_every_response_with_its_own_request() {
+    let mut p = Pipeline::new(Limits::default());
+    let out = run(
+        &mut p,
+        &[
+            accept(1),
+            server_data(10, Direction::Ingress, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234"),
+            server_data(20, Direction::Egress, b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"),
+            server_data(30, Direction::Ingress, b"56789"),
+            server_data(40, Direction::Ingress, GET),
+            server_data(50, Direction::Egress, OK),
+            server_data(60, Direction::Ingress, b"GET /items/2 HTTP/1.1\r\nHost: shop\r\n\r\n"),
+            server_data(70, Direction::Egress, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+        ],
+    );
+    let pairs: Vec<(String, String)> = out
+        .iter()
+        .map(|r| (r.target.clone().unwrap_or_default(), r.status.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [("/upload".into(), "413".into()), ("/items/1".into(), "200".into()), ("/items/2".into(), "404".into())]
+    );
+    assert_eq!(p.stats().orphans, 0);
 }

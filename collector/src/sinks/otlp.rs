@@ -28,6 +28,7 @@ use crate::telemetry::agent_stats::AgentStats;
 use crate::telemetry::semconv::Observation;
 use crate::telemetry::trace_context::{parent_of, Parent};
 use crate::clock::WallClock;
+use protocols::message::Protocol;
 use crate::pipeline::Record;
 
 /// Spans and logs held between flushes; beyond, new ones are dropped and counted.
@@ -184,7 +185,7 @@ impl Otlp {
             Some(Parent { sampled: None, trace_id, .. }) if !keep(trace_id, self.config.sample_ratio) => return None,
             _ => {}
         }
-        let client = r.endpoint.role == "client";
+        let client = r.endpoint.role == strata_event::Role::Client;
         let (trace_id, span_id, parent_span_id) = match parent {
             // The header a client sent names the client's own span.
             Some(Parent { trace_id, span_id, .. }) if client => {
@@ -245,7 +246,7 @@ impl Otlp {
         rec.set_body(AnyValue::from(format!(
             "{} {} {} → {status}{error} in {:.3} ms{}",
             r.endpoint.comm,
-            r.protocol,
+            r.protocol.name(),
             o.operation,
             o.seconds * 1e3,
             if slow { " (slow)" } else { "" }
@@ -321,7 +322,7 @@ fn keep(trace_id: u128, ratio: f64) -> bool {
 fn raw_attributes(r: &Record) -> Vec<KeyValue> {
     let mut a = vec![
         KeyValue::new("process.pid", i64::from(r.endpoint.pid)),
-        KeyValue::new("network.transport", r.endpoint.transport),
+        KeyValue::new("network.transport", r.endpoint.transport.name()),
         KeyValue::new("network.peer.address", r.endpoint.remote.ip().to_string()),
         KeyValue::new("network.peer.port", i64::from(r.endpoint.remote.port())),
         KeyValue::new("network.local.address", r.endpoint.local.ip().to_string()),
@@ -330,12 +331,12 @@ fn raw_attributes(r: &Record) -> Vec<KeyValue> {
         KeyValue::new("strata.response.bytes", r.response_bytes as i64),
     ];
     if let Some(target) = &r.target {
-        if r.protocol.starts_with("http") {
+        if matches!(r.protocol, Protocol::Http | Protocol::Http2) {
             a.push(KeyValue::new("url.path", target.chars().take(1024).collect::<String>()));
         }
     }
     if let Some(status) = &r.status {
-        if r.protocol.starts_with("http") {
+        if matches!(r.protocol, Protocol::Http | Protocol::Http2) {
             a.push(KeyValue::new("http.response.status_code", status.parse::<i64>().unwrap_or(0)));
         }
     }

@@ -58,7 +58,7 @@ fn text_line(r: &Record, clock: WallClock) -> String {
     let e = &r.endpoint;
     format!(
         "{clock_part} {} {} {} -> {} {latency}{}{}  {}[{}] {} {} -> {}",
-        r.protocol,
+        r.protocol.name(),
         r.operation.as_deref().unwrap_or("-"),
         r.target.as_deref().unwrap_or("-"),
         r.status.as_deref().unwrap_or("-"),
@@ -66,7 +66,7 @@ fn text_line(r: &Record, clock: WallClock) -> String {
         if r.partial { " [partial]" } else { "" },
         e.comm,
         e.pid,
-        e.role,
+        e.role.name(),
         e.local,
         e.remote,
     )

@@ -92,7 +92,7 @@ impl Table {
         let attr = |k: &str| o.attributes.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str()).unwrap_or("");
         let key = Key {
             service: attr("service.name").to_string(),
-            role: o.role,
+            role: o.role.name(),
             protocol: attr("network.protocol.name").to_string(),
             operation: o.operation.chars().take(60).collect(),
         };

@@ -83,9 +83,9 @@ impl Telemetry {
         let mut by_protocol: Vec<(&'static str, u64)> = Vec::new();
         let (mut sent, mut dropped) = (0, 0);
         for r in records {
-            match by_protocol.iter_mut().find(|(p, _)| *p == r.protocol) {
+            match by_protocol.iter_mut().find(|(p, _)| *p == r.protocol.name()) {
                 Some((_, n)) => *n += 1,
-                None => by_protocol.push((r.protocol, 1)),
+                None => by_protocol.push((r.protocol.name(), 1)),
             }
             match q.try_send(r.clone()) {
                 Ok(()) => sent += 1,

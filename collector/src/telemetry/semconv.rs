@@ -5,6 +5,9 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
+use protocols::message::Protocol;
+use strata_event::Role;
+
 use super::converge::{obfuscate_sql, template_path, LabelLimiter, OVERFLOW};
 use crate::pipeline::Record;
 
@@ -68,8 +71,8 @@ pub const DNS_SERVER: Instrument = instrument!(
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observation {
     pub instrument: Instrument,
-    /// "client" or "server": whose process saw it.
-    pub role: &'static str,
+    /// Client or server: whose process saw it.
+    pub role: Role,
     pub attributes: Vec<(&'static str, String)>,
     pub seconds: f64,
     pub error: bool,
@@ -153,7 +156,7 @@ impl Converger {
     /// The name a peer goes by: the local process serving that address, else the address.
     fn peer_name(&self, r: &Record) -> String {
         match r.endpoint.role {
-            "client" => self.servers.get(&r.endpoint.remote).cloned().unwrap_or_else(|| r.endpoint.remote.to_string()),
+            Role::Client => self.servers.get(&r.endpoint.remote).cloned().unwrap_or_else(|| r.endpoint.remote.to_string()),
             // A client's port changes with every connection: only its address says who it is.
             _ => r.endpoint.remote.ip().to_string(),
         }
@@ -161,10 +164,10 @@ impl Converger {
 
     fn learn(&mut self, r: &Record, service: &str) {
         match r.endpoint.role {
-            "server" if self.servers.len() < MAX_SERVERS || self.servers.contains_key(&r.endpoint.local) => {
+            Role::Server if self.servers.len() < MAX_SERVERS || self.servers.contains_key(&r.endpoint.local) => {
                 self.servers.insert(r.endpoint.local, service.to_string());
             }
-            "client" if self.local_clients.len() < MAX_CLIENT_IPS => {
+            Role::Client if self.local_clients.len() < MAX_CLIENT_IPS => {
                 self.local_clients.insert(r.endpoint.local.ip());
             }
             _ => {}
@@ -177,9 +180,9 @@ impl Converger {
         self.learn(r, &service);
         let latency = r.latency_ns?;
         let server = match r.endpoint.role {
-            "server" => true,
-            "client" => false,
-            _ => return None,
+            Role::Server => true,
+            Role::Client => false,
+            Role::Unknown => return None,
         };
         let peer = self.peer_name(r);
         let target = r.target.as_deref().unwrap_or("");
@@ -188,11 +191,11 @@ impl Converger {
         let mut attrs: Vec<(&'static str, String)> = vec![
             ("service.name", service),
             ("peer.service", peer.clone()),
-            ("network.protocol.name", r.protocol.to_string()),
+            ("network.protocol.name", r.protocol.name().to_string()),
         ];
         let (instrument, error, error_type, class, operation, connection_type);
         match r.protocol {
-            "http" | "http2" => {
+            Protocol::Http | Protocol::Http2 => {
                 let code: u16 = status.parse().unwrap_or(0);
                 instrument = if server { HTTP_SERVER } else { HTTP_CLIENT };
                 // Semantic conventions: 5xx is a server's error; a client also counts 4xx. A
@@ -206,7 +209,7 @@ impl Converger {
                 attrs.push(("http.route", route));
                 connection_type = "";
             }
-            "grpc" => {
+            Protocol::Grpc => {
                 instrument = if server { RPC_SERVER } else { RPC_CLIENT };
                 error = status != "0";
                 error_type = error.then(|| if status.is_empty() { "no_status".into() } else { status.to_string() });
@@ -216,15 +219,15 @@ impl Converger {
                 attrs.push(("rpc.method", target.to_string()));
                 connection_type = "";
             }
-            "redis" | "mysql" | "postgres" => {
+            Protocol::Redis | Protocol::Mysql | Protocol::Postgres => {
                 instrument = if server { DB_SERVER } else { DB_CLIENT };
                 error = status != "OK";
                 error_type = error.then(|| first_word(r.error.as_deref().unwrap_or(status)));
                 class = ok_or_error(error);
-                let system = if r.protocol == "postgres" { "postgresql" } else { r.protocol };
+                let system = if r.protocol == Protocol::Postgres { "postgresql" } else { r.protocol.name() };
                 attrs.push(("db.system.name", system.into()));
                 attrs.push(("db.operation.name", op.to_string()));
-                if r.protocol == "redis" {
+                if r.protocol == Protocol::Redis {
                     // A Redis target is a key: never a label.
                     operation = op.to_string();
                 } else {
@@ -234,7 +237,7 @@ impl Converger {
                 }
                 connection_type = "database";
             }
-            "kafka" => {
+            Protocol::Kafka => {
                 instrument = if server { MESSAGING_SERVER } else { MESSAGING_CLIENT };
                 error = status != "OK";
                 error_type = error.then(|| first_word(r.error.as_deref().unwrap_or(status)));
@@ -245,7 +248,7 @@ impl Converger {
                 attrs.push(("messaging.destination.name", target.to_string()));
                 connection_type = "messaging_system";
             }
-            "dns" => {
+            Protocol::Dns => {
                 instrument = if server { DNS_SERVER } else { DNS_CLIENT };
                 error = status != "NOERROR";
                 error_type = error.then(|| if status.is_empty() { "no_status".into() } else { status.to_string() });
@@ -255,7 +258,6 @@ impl Converger {
                 attrs.push(("dns.question.type", op.to_string()));
                 connection_type = "";
             }
-            _ => return None,
         }
         attrs.push(("status.class", class));
         if let Some(e) = error_type {

@@ -8,13 +8,19 @@ use crate::sinks::table::Table;
 use crate::pipeline::record::{Attributes, Endpoint};
 use crate::pipeline::Record;
 
+/// The protocol named as records name it.
+fn protocol_named(name: &str) -> protocols::message::Protocol {
+    use protocols::message::Protocol::*;
+    [Http, Http2, Grpc, Redis, Mysql, Postgres, Dns, Kafka].into_iter().find(|p| p.name() == name).expect("a protocol")
+}
+
 fn record(protocol: &'static str, role: &'static str, op: &str, target: &str, status: &str) -> Record {
     let (local, remote) = match role {
         "server" => ("127.0.0.1:8080", "127.0.0.1:50000"),
         _ => ("127.0.0.1:50000", "127.0.0.1:8080"),
     };
     Record {
-        protocol,
+        protocol: protocol_named(protocol),
         operation: Some(op.into()),
         target: Some(target.into()),
         status: Some(status.into()),
@@ -27,8 +33,8 @@ fn record(protocol: &'static str, role: &'static str, op: &str, target: &str, st
         endpoint: Endpoint {
             pid: 7,
             comm: if role == "server" { "nginx" } else { "curl" }.into(),
-            role,
-            transport: "tcp",
+            role: if role == "server" { strata_event::Role::Server } else { strata_event::Role::Client },
+            transport: strata_event::Transport::Tcp,
             local: local.parse().unwrap(),
             remote: remote.parse().unwrap(),
         },
