@@ -115,6 +115,13 @@ fn read_capped(r: impl Read, location: &str, max: u64) -> Result<Vec<u8>, FetchE
     Ok(out)
 }
 
+/// Makes rustls with ring the process's TLS provider. Call once at start: every reqwest client in
+/// the process (the archive's, the OTLP exporter's) is built on rustls without a provider of its
+/// own, and panics if none is installed. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// TLS for https archives: rustls with ring, trusting the system's roots (the CA bundle of the
 /// image or node, `SSL_CERT_FILE`/`SSL_CERT_DIR`) and Mozilla's, built in, so a minimal image with no
 /// CA bundle still reaches the public archive. A plain http:// archive never needs any of it.

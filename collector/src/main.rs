@@ -44,6 +44,7 @@ enum Command {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_target(false).init();
     let cli = Cli::parse();
+    btf_cache::fetch::install_crypto_provider();
     let code = match cli.command {
         Command::CompatCheck(args) => cli::compat::run(&args).unwrap_or_else(|e| {
             log::error!("{e}");
