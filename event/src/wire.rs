@@ -38,6 +38,8 @@ pub struct LostKey {
 pub struct Config {
     pub capture_bytes: u32,
     pub self_tgid: u32,
+    pub wakeup_bytes: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]

@@ -19,12 +19,16 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define EINPROGRESS 115
 
-/* Arguments of a syscall in flight, keyed by thread id (pid_tgid). */
+/* Arguments of a syscall in flight, keyed by thread id (pid_tgid), and what enter learnt of its
+ * fd: exit does not walk the fd table again. The socket stays valid until exit: the syscall holds
+ * a reference to its file. */
 struct pending_call {
 	__u64 enter_ns;
 	__u64 arg_buf;     /* buffer, iovec array, msghdr or mmsghdr array, connect's sockaddr */
 	__u64 arg_len;     /* buffer length or iovec/message count */
 	__u64 arg_addr;    /* recvfrom/sendto sockaddr pointer */
+	__u64 sock;        /* struct socket * of the fd */
+	__u64 sock_id;     /* its inode number */
 	__u32 syscall;
 	__s32 fd;
 };
@@ -36,14 +40,17 @@ struct {
 	__type(value, struct pending_call);
 } pending SEC(".maps");
 
-/* Per-socket totals, keyed by tgid << 32 | fd; sock_id tells a reused fd from the old socket. */
+/* Per-socket totals and ends, keyed by tgid << 32 | fd; sock_id tells a reused fd from the old
+ * socket. The ends are read from the socket once (and again at connect), not per record: a
+ * socket's addresses do not change while it carries data. */
 struct conn_totals {
 	__u64 sock_id;
 	__u64 bytes_sent;
 	__u64 bytes_received;
 	__u64 first_seen_ns;
+	struct strata_socket sock;
 	__u8 role;
-	__u8 _pad[7];
+	__u8 _pad[3];
 };
 
 struct {
@@ -164,14 +171,18 @@ static __always_inline __u64 conn_key(int fd)
 	return (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (__u32)fd;
 }
 
-/* The totals entry of this fd, (re)started when the fd now names another socket. */
-static __always_inline struct conn_totals *totals_for(int fd, __u64 sock_id, __u8 role)
+/* The totals entry of this fd, (re)started when the fd now names another socket; `refresh` reads
+ * the socket's ends again (a connect just set them). */
+static __always_inline struct conn_totals *totals_for(int fd, struct socket *sock, __u64 sock_id, __u8 role,
+						      int refresh)
 {
 	__u64 key = conn_key(fd);
 	struct conn_totals *t = bpf_map_lookup_elem(&conns, &key);
 	if (t && t->sock_id == sock_id) {
 		if (role != STRATA_ROLE_UNKNOWN)
 			t->role = role;
+		if (refresh)
+			read_socket(sock, &t->sock);
 		return t;
 	}
 	struct conn_totals fresh = {
@@ -179,6 +190,7 @@ static __always_inline struct conn_totals *totals_for(int fd, __u64 sock_id, __u
 		.first_seen_ns = bpf_ktime_get_ns(),
 		.role = role,
 	};
+	read_socket(sock, &fresh.sock);
 	bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY);
 	return bpf_map_lookup_elem(&conns, &key);
 }
@@ -194,13 +206,16 @@ static __always_inline int stash(__u32 syscall, struct strata_sys_enter *ctx, __
 	int fd = (int)ctx->args[0];
 	__u64 sock_id = 0;
 	/* accept's fd is the listener; connect's is a fresh socket: both are sockets already. */
-	if (!socket_of_fd(fd, &sock_id))
+	struct socket *sock = socket_of_fd(fd, &sock_id);
+	if (!sock)
 		return 0;
 	struct pending_call call = {
 		.enter_ns = bpf_ktime_get_ns(),
 		.arg_buf = buf,
 		.arg_len = len,
 		.arg_addr = addr,
+		.sock = (__u64)sock,
+		.sock_id = sock_id,
 		.syscall = syscall,
 		.fd = fd,
 	};
@@ -303,8 +318,12 @@ static __always_inline int emit_data(void *ctx, struct data_scratch *s, struct p
 				     __u64 byte_count, __u32 captured, __u64 peer_addr)
 {
 	struct strata_data_event *ev = &s->ev;
+	struct conn_totals *t = totals_for(call->fd, sock, sock_id, STRATA_ROLE_UNKNOWN, 0);
 	fill_header(&ev->hdr, STRATA_KIND_DATA, call->fd, sock_id);
-	read_socket(sock, &ev->sock);
+	if (t)
+		ev->sock = t->sock;
+	else
+		read_socket(sock, &ev->sock);
 	ev->enter_ns = call->enter_ns;
 	ev->byte_count = byte_count;
 	ev->syscall = call->syscall;
@@ -320,7 +339,6 @@ static __always_inline int emit_data(void *ctx, struct data_scratch *s, struct p
 		ev->flags |= STRATA_FLAG_TRUNCATED;
 	ev->captured_len = captured;
 
-	struct conn_totals *t = totals_for(call->fd, sock_id, STRATA_ROLE_UNKNOWN);
 	if (t) {
 		ev->sock.role = t->role;
 		if (direction == STRATA_DIR_EGRESS)
@@ -360,10 +378,8 @@ static __always_inline int exit_data(struct strata_sys_exit *ctx, __u8 direction
 	if (ret <= 0 || !load_config(&cfg))
 		goto done;
 
-	__u64 sock_id = 0;
-	struct socket *sock = socket_of_fd(call->fd, &sock_id);
-	if (!sock)
-		goto done;
+	__u64 sock_id = call->sock_id;
+	struct socket *sock = (struct socket *)call->sock;
 	__u32 zero = 0;
 	struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
@@ -410,8 +426,8 @@ static __always_inline int exit_mmsg(struct strata_sys_exit *ctx, __u8 direction
 		return 0;
 	long ret = ctx->ret;
 	struct strata_config cfg;
-	__u64 sock_id = 0;
-	struct socket *sock = ret > 0 && load_config(&cfg) ? socket_of_fd(call->fd, &sock_id) : NULL;
+	__u64 sock_id = call->sock_id;
+	struct socket *sock = ret > 0 && load_config(&cfg) ? (struct socket *)call->sock : NULL;
 	__u32 zero = 0;
 	struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!sock || !s)
@@ -473,10 +489,14 @@ static __always_inline int emit_open(void *ctx, struct pending_call *call, int f
 	struct socket *sock = socket_of_fd(fd, &sock_id);
 	if (!sock)
 		return 0;
-	totals_for(fd, sock_id, role);
+	/* connect just set the ends; accept's socket is new. */
+	struct conn_totals *t = totals_for(fd, sock, sock_id, role, 1);
 	struct strata_open_event ev = {};
 	fill_header(&ev.hdr, STRATA_KIND_OPEN, fd, sock_id);
-	read_socket(sock, &ev.sock);
+	if (t)
+		ev.sock = t->sock;
+	else
+		read_socket(sock, &ev.sock);
 	ev.sock.role = role;
 	ev.syscall = call->syscall;
 	ev.ret = ret;
@@ -543,7 +563,7 @@ int enter_close(struct strata_sys_enter *ctx)
 	if (sock && sock_id == t->sock_id) {
 		struct strata_close_event ev = {};
 		fill_header(&ev.hdr, STRATA_KIND_CLOSE, fd, sock_id);
-		read_socket(sock, &ev.sock);
+		ev.sock = t->sock;
 		ev.sock.role = t->role;
 		ev.bytes_sent = t->bytes_sent;
 		ev.bytes_received = t->bytes_received;

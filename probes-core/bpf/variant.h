@@ -71,7 +71,18 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20); /* resized by the loader */
 } events SEC(".maps");
-#define emit(ctx, data, size) bpf_ringbuf_output(&events, data, size, 0)
+
+/* One wake-up per batch, not per record: a wake-up costs the producing syscall far more than the
+ * copy. The reader also drains on a short timer, so a quiet trickle is not held back for long. */
+static __always_inline long emit_ring(void *data, __u64 size)
+{
+	__u64 flags = 0;
+	if (strata_cfg.wakeup_bytes)
+		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= strata_cfg.wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+											 : BPF_RB_NO_WAKEUP;
+	return bpf_ringbuf_output(&events, data, size, flags);
+}
+#define emit(ctx, data, size) emit_ring(data, size)
 
 #endif
 

@@ -44,12 +44,32 @@ pub struct CaptureConfig {
     pub ring_bytes: u32,
     pub btf: BtfSource,
     pub buffer: Buffer,
+    /// Attach the optional TCP state-change program (`sock:inet_sock_set_state`): its events feed
+    /// no record, and every state change of every TCP socket pays for it, so it is off unless
+    /// asked for (`--tcp-states`).
+    pub tcp_states: bool,
 }
 
 impl Default for CaptureConfig {
     fn default() -> Self {
-        CaptureConfig { capture_bytes: 4096, ring_bytes: 8 << 20, btf: BtfSource::Kernel, buffer: Buffer::RingBuffer }
+        CaptureConfig {
+            capture_bytes: 4096,
+            ring_bytes: 8 << 20,
+            btf: BtfSource::Kernel,
+            buffer: Buffer::RingBuffer,
+            tcp_states: false,
+        }
     }
+}
+
+/// How often the reader drains the buffer when no wake-up came: the ring buffer wakes it only per
+/// [`wakeup_bytes`] of records, so a trickle waits at most this long.
+pub const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Bytes of records that make the kernel wake the reader: a 32nd of the ring (256 KiB of the
+/// default 8 MiB), so the ring is far from full when the reader is woken.
+pub fn wakeup_bytes(ring_bytes: u32) -> u32 {
+    (ring_bytes / 32).max(4096)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +165,12 @@ impl Capture {
 
         let object = CaptureObject::for_buffer(cfg.buffer);
         let btf = load_btf(&cfg.btf)?;
-        let config = ProgramConfig(wire::Config { capture_bytes: cfg.capture_bytes, self_tgid: std::process::id() });
+        let config = ProgramConfig(wire::Config {
+            capture_bytes: cfg.capture_bytes,
+            self_tgid: std::process::id(),
+            wakeup_bytes: wakeup_bytes(cfg.ring_bytes),
+            _pad: 0,
+        });
         let mut loader = EbpfLoader::new();
         loader.btf(Some(&btf));
         if cfg.buffer == Buffer::RingBuffer {
@@ -165,7 +190,7 @@ impl Capture {
         }
 
         let mut skipped = Vec::new();
-        for probe in PROBES {
+        for probe in PROBES.iter().filter(|p| cfg.tcp_states || p.program != "sock_set_state") {
             let Some(program) = ebpf.program_mut(probe.program) else {
                 if probe.optional {
                     skipped.push((probe.program.to_string(), format!("not in {}", object.file)));
@@ -249,18 +274,28 @@ impl Capture {
     pub async fn next_batch(&mut self, out: &mut Vec<Event>, max: usize) -> std::io::Result<()> {
         let mut batch = RecordBatch::with_capacity(BATCH_BYTES);
         match &mut self.reader {
-            Reader::Ring(ring) => {
-                let mut guard = ring.readable_mut().await?;
-                let ring = guard.get_inner_mut();
-                while batch.len() < max {
-                    let Some(item) = ring.next() else { break };
-                    batch.push(&item);
+            Reader::Ring(ring) => match tokio::time::timeout(POLL_EVERY, ring.readable_mut()).await {
+                Ok(guard) => {
+                    let mut guard = guard?;
+                    let ring = guard.get_inner_mut();
+                    while batch.len() < max {
+                        let Some(item) = ring.next() else { break };
+                        batch.push(&item);
+                    }
+                    if batch.len() < max {
+                        // Drained: wait for the next wake-up (or the timer).
+                        guard.clear_ready();
+                    }
                 }
-                if batch.len() < max {
-                    // Drained: wait for the next epoll wake-up.
-                    guard.clear_ready();
+                // No wake-up: records below the wake-up threshold wait in the ring.
+                Err(_) => {
+                    let ring = ring.get_mut();
+                    while batch.len() < max {
+                        let Some(item) = ring.next() else { break };
+                        batch.push(&item);
+                    }
                 }
-            }
+            },
             Reader::Perf(perf) => perf.next_batch(max, |bytes| batch.push(bytes)).await?,
         }
         self.decode(batch, out);

@@ -50,6 +50,7 @@ pub const HELPERS: &[(u32, &str, Arrival)] = &[
     (130, "bpf_ringbuf_output", since(5, 8, "457f44363a8894135c85b7a9afd2bd8196db24ab")),
     (131, "bpf_ringbuf_reserve", since(5, 8, "457f44363a8894135c85b7a9afd2bd8196db24ab")),
     (132, "bpf_ringbuf_submit", since(5, 8, "457f44363a8894135c85b7a9afd2bd8196db24ab")),
+    (134, "bpf_ringbuf_query", since(5, 8, "457f44363a8894135c85b7a9afd2bd8196db24ab")),
 ];
 
 /// Map types by `enum bpf_map_type`.

@@ -23,7 +23,7 @@ fn c_program() -> String {
         "#include <stdio.h>\n#include <stddef.h>\n#include <linux/types.h>\n#include \"event.h\"\nint main(void) {\n",
     );
     let fields: &[(&str, &[&str])] = &[
-        ("strata_config", &["capture_bytes", "self_tgid"]),
+        ("strata_config", &["capture_bytes", "self_tgid", "wakeup_bytes", "_pad"]),
         ("strata_lost_key", &["tgid", "slot"]),
         ("strata_endpoint", &["family", "port", "addr"]),
         ("strata_header", &["kind", "tgid", "tid", "fd", "sock_id", "ts_ns", "comm"]),
@@ -80,7 +80,7 @@ fn event_h_and_wire_rs_agree_on_every_offset() {
     let c_lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
 
     let mut rust = rust_layout!(
-        Config => "strata_config" { capture_bytes, self_tgid },
+        Config => "strata_config" { capture_bytes, self_tgid, wakeup_bytes, _pad },
         LostKey => "strata_lost_key" { tgid, slot },
         Endpoint => "strata_endpoint" { family, port, addr },
         Header => "strata_header" { kind, tgid, tid, fd, sock_id, ts_ns, comm },

@@ -77,6 +77,10 @@ pub struct CaptureArgs {
     /// batches (`batched`: far less overhead under load, most payloads read too late to be right).
     #[arg(long, value_enum, default_value_t = PerfWakeupArg::PerSample)]
     pub perf_wakeup: PerfWakeupArg,
+    /// CO-RE tiers: also capture TCP state changes (`state` events with --raw-events; 4.16+). Off by
+    /// default: no record needs them, and every TCP state change on the node would pay for them.
+    #[arg(long)]
+    pub tcp_states: bool,
     /// Stop after this long (e.g. 30s, 5m); by default run until SIGINT or SIGTERM.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
@@ -100,6 +104,7 @@ impl CaptureArgs {
         Ok(CaptureSettings {
             capture_bytes: self.capture_bytes,
             ring_bytes: self.ring_bytes,
+            tcp_states: self.tcp_states,
             perf: PerfConfig {
                 capture_bytes: self.capture_bytes,
                 realtime: self.perf_realtime,

@@ -23,6 +23,8 @@ pub struct CaptureSettings {
     pub ring_bytes: u32,
     /// The perf-event tier's own settings (its reader thread and wake-ups).
     pub perf: PerfConfig,
+    /// CO-RE tiers: also capture TCP state changes (events no record needs).
+    pub tcp_states: bool,
 }
 
 /// A running live capture of one tier.
@@ -76,6 +78,7 @@ impl LiveSource {
                     ring_bytes: settings.ring_bytes,
                     btf: btf.clone(),
                     buffer,
+                    tcp_states: settings.tcp_states,
                 };
                 let capture = Capture::start(&cfg)?;
                 let skipped = capture.skipped.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>();
