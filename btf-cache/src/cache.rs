@@ -79,16 +79,21 @@ impl Cache {
     ) -> Result<Result<Cached, E>, CacheError> {
         let (file, sidecar) = self.paths(key);
         let parent = file.parent().expect("a cache key has a file name");
-        let io = |what: &str, e: std::io::Error| CacheError { path: self.dir.display().to_string(), error: format!("{what}: {e}") };
+        let io = |what: &str, e: std::io::Error| CacheError {
+            path: self.dir.display().to_string(),
+            error: format!("{what}: {e}"),
+        };
         std::fs::create_dir_all(parent).map_err(|e| io("creating it", e))?;
         let tmp = parent.join(format!(".{}.tmp.{}", file.file_name().unwrap().to_string_lossy(), std::process::id()));
-        let sidecar_tmp = parent.join(format!(".{}.sha256.tmp.{}", file.file_name().unwrap().to_string_lossy(), std::process::id()));
+        let sidecar_tmp =
+            parent.join(format!(".{}.sha256.tmp.{}", file.file_name().unwrap().to_string_lossy(), std::process::id()));
         let cleanup = || {
             let _ = std::fs::remove_file(&tmp);
             let _ = std::fs::remove_file(&sidecar_tmp);
         };
         let sha = sha256_hex(btf);
-        let written = write_synced(&tmp, btf).and_then(|()| write_synced(&sidecar_tmp, format!("{sha}  {origin}\n").as_bytes()));
+        let written =
+            write_synced(&tmp, btf).and_then(|()| write_synced(&sidecar_tmp, format!("{sha}  {origin}\n").as_bytes()));
         if let Err(e) = written {
             cleanup();
             return Err(io("writing", e));
@@ -129,7 +134,10 @@ mod tests {
     fn stores_after_the_check_and_finds_it_again() {
         let root = tempfile::tempdir().unwrap();
         let cache = Cache::new(root.path());
-        let stored = cache.store("archive/a/1/x86_64/k.btf", b"btf bytes", "https://x/k", |_| Ok::<(), String>(())).unwrap().unwrap();
+        let stored = cache
+            .store("archive/a/1/x86_64/k.btf", b"btf bytes", "https://x/k", |_| Ok::<(), String>(()))
+            .unwrap()
+            .unwrap();
         assert_eq!(stored.path, root.path().join("btf/archive/a/1/x86_64/k.btf"));
         assert_eq!(cache.lookup("archive/a/1/x86_64/k.btf"), Some(stored.clone()));
         assert_eq!(stored.sha256, sha256_hex(b"btf bytes"));

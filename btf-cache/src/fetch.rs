@@ -158,7 +158,9 @@ fn fetch_http(url: &str, limits: &FetchLimits) -> Result<Vec<u8>, FetchError> {
         if attempt >= limits.attempts.max(1) {
             return Err(match retry {
                 FetchError::Timeout { location, secs, .. } => FetchError::Timeout { location, secs, attempts: attempt },
-                FetchError::Network { location, error, .. } => FetchError::Network { location, error, attempts: attempt },
+                FetchError::Network { location, error, .. } => {
+                    FetchError::Network { location, error, attempts: attempt }
+                }
                 other => other,
             });
         }
@@ -177,7 +179,11 @@ enum Attempt {
 fn get_once(client: &reqwest::blocking::Client, url: &str, limits: &FetchLimits) -> Result<Vec<u8>, Attempt> {
     let transport = |e: reqwest::Error| {
         if e.is_timeout() {
-            Attempt::Again(FetchError::Timeout { location: url.to_string(), secs: limits.timeout.as_secs(), attempts: 1 })
+            Attempt::Again(FetchError::Timeout {
+                location: url.to_string(),
+                secs: limits.timeout.as_secs(),
+                attempts: 1,
+            })
         } else {
             Attempt::Again(FetchError::Network { location: url.to_string(), error: chain(&e), attempts: 1 })
         }
@@ -189,7 +195,11 @@ fn get_once(client: &reqwest::blocking::Client, url: &str, limits: &FetchLimits)
     }
     if !status.is_success() {
         let e = FetchError::Status { location: url.to_string(), status: status.as_u16() };
-        return Err(if status.is_server_error() || status.as_u16() == 429 { Attempt::Again(e) } else { Attempt::Final(e) });
+        return Err(if status.is_server_error() || status.as_u16() == 429 {
+            Attempt::Again(e)
+        } else {
+            Attempt::Final(e)
+        });
     }
     if resp.content_length().is_some_and(|n| n > limits.max_bytes) {
         return Err(Attempt::Final(FetchError::TooLarge { location: url.to_string(), limit: limits.max_bytes }));
@@ -198,11 +208,20 @@ fn get_once(client: &reqwest::blocking::Client, url: &str, limits: &FetchLimits)
     let mut body = resp.take(limits.max_bytes + 1);
     if let Err(e) = body.read_to_end(&mut out) {
         // reqwest reports a body timeout as an io error wrapping its own.
-        let timed_out = e.get_ref().and_then(|inner| inner.downcast_ref::<reqwest::Error>()).is_some_and(|r| r.is_timeout());
+        let timed_out =
+            e.get_ref().and_then(|inner| inner.downcast_ref::<reqwest::Error>()).is_some_and(|r| r.is_timeout());
         return Err(if timed_out {
-            Attempt::Again(FetchError::Timeout { location: url.to_string(), secs: limits.timeout.as_secs(), attempts: 1 })
+            Attempt::Again(FetchError::Timeout {
+                location: url.to_string(),
+                secs: limits.timeout.as_secs(),
+                attempts: 1,
+            })
         } else {
-            Attempt::Again(FetchError::Network { location: url.to_string(), error: format!("reading the body: {e}"), attempts: 1 })
+            Attempt::Again(FetchError::Network {
+                location: url.to_string(),
+                error: format!("reading the body: {e}"),
+                attempts: 1,
+            })
         });
     }
     if out.len() as u64 > limits.max_bytes {
@@ -237,7 +256,10 @@ mod tests {
         assert!("ftp://example.org".parse::<Archive>().is_err());
         assert!("/srv/btf".parse::<Archive>().is_err());
         let a: Archive = DEFAULT_ARCHIVE.parse().unwrap();
-        assert_eq!(a.location("debian/10/x86_64/4.19.0-27-amd64.btf.tar.xz"), format!("{DEFAULT_ARCHIVE}/debian/10/x86_64/4.19.0-27-amd64.btf.tar.xz"));
+        assert_eq!(
+            a.location("debian/10/x86_64/4.19.0-27-amd64.btf.tar.xz"),
+            format!("{DEFAULT_ARCHIVE}/debian/10/x86_64/4.19.0-27-amd64.btf.tar.xz")
+        );
     }
 
     #[test]

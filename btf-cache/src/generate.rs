@@ -80,7 +80,10 @@ impl Headers {
             .lines()
             .find_map(|l| l.strip_prefix("#define UTS_RELEASE "))
             .map(|r| r.trim().trim_matches('"').to_string())
-            .ok_or_else(|| GenerateError::HalfInstalled { dir: dir_s.clone(), why: "utsrelease.h has no UTS_RELEASE".into() })?;
+            .ok_or_else(|| GenerateError::HalfInstalled {
+                dir: dir_s.clone(),
+                why: "utsrelease.h has no UTS_RELEASE".into(),
+            })?;
         for generated in ["include/generated/autoconf.h"] {
             if !obj.join(generated).is_file() {
                 return Err(GenerateError::HalfInstalled { dir: dir_s, why: format!("{generated} is missing") });
@@ -89,7 +92,10 @@ impl Headers {
         let src = source_tree(&obj, &dir_s)?;
         for needed in ["include/linux/sched.h", "include/net/sock.h", "include/linux/kconfig.h"] {
             if !src.join(needed).is_file() {
-                return Err(GenerateError::HalfInstalled { dir: dir_s, why: format!("{} is missing", src.join(needed).display()) });
+                return Err(GenerateError::HalfInstalled {
+                    dir: dir_s,
+                    why: format!("{} is missing", src.join(needed).display()),
+                });
             }
         }
         Ok(Headers { src, obj, release })
@@ -138,7 +144,8 @@ pub struct Tools {
     pub pahole: PathBuf,
 }
 
-const CLANG_INSTALL: &str = "install clang (Debian/Ubuntu: apt-get install clang; RHEL/Fedora/Amazon Linux: dnf install clang)";
+const CLANG_INSTALL: &str =
+    "install clang (Debian/Ubuntu: apt-get install clang; RHEL/Fedora/Amazon Linux: dnf install clang)";
 const PAHOLE_INSTALL: &str = "install pahole (Debian/Ubuntu/RHEL/Fedora: the dwarves package)";
 
 impl Tools {
@@ -150,10 +157,16 @@ impl Tools {
         };
         let clangs: Vec<String> =
             std::iter::once("clang".to_string()).chain((10..=30).rev().map(|v| format!("clang-{v}"))).collect();
-        let clang = find(&clangs)
-            .ok_or(GenerateError::MissingTool { tool: "clang", why: "not on PATH".into(), install: CLANG_INSTALL })?;
-        let pahole = find(&["pahole".to_string()])
-            .ok_or(GenerateError::MissingTool { tool: "pahole", why: "not on PATH".into(), install: PAHOLE_INSTALL })?;
+        let clang = find(&clangs).ok_or(GenerateError::MissingTool {
+            tool: "clang",
+            why: "not on PATH".into(),
+            install: CLANG_INSTALL,
+        })?;
+        let pahole = find(&["pahole".to_string()]).ok_or(GenerateError::MissingTool {
+            tool: "pahole",
+            why: "not on PATH".into(),
+            install: PAHOLE_INSTALL,
+        })?;
         Ok(Tools { clang, pahole })
     }
 }
@@ -224,7 +237,10 @@ pub fn headers_key(h: &Headers, tools: &Tools, work: &Path) -> Result<String, Ge
     files.dedup();
     let mut parts: Vec<Vec<u8>> = vec![TYPES_C.as_bytes().to_vec(), h.release.as_bytes().to_vec()];
     for f in files {
-        let rel = f.strip_prefix(&*h.src.to_string_lossy()).or_else(|| f.strip_prefix(&*h.obj.to_string_lossy())).unwrap_or(f);
+        let rel = f
+            .strip_prefix(&*h.src.to_string_lossy())
+            .or_else(|| f.strip_prefix(&*h.obj.to_string_lossy()))
+            .unwrap_or(f);
         parts.push(rel.as_bytes().to_vec());
         parts.push(std::fs::read(f).map_err(|e| GenerateError::Io(format!("{f}: {e}")))?);
     }
@@ -301,8 +317,14 @@ mod tests {
     #[test]
     fn debian_split_headers_are_found_beside_an_extracted_package() {
         let d = tree(&[
-            ("usr/src/linux-headers-6.1.0-9-amd64/Makefile", "include /usr/src/linux-headers-6.1.0-9-common/Makefile\n"),
-            ("usr/src/linux-headers-6.1.0-9-amd64/include/generated/utsrelease.h", "#define UTS_RELEASE \"6.1.0-9-amd64\"\n"),
+            (
+                "usr/src/linux-headers-6.1.0-9-amd64/Makefile",
+                "include /usr/src/linux-headers-6.1.0-9-common/Makefile\n",
+            ),
+            (
+                "usr/src/linux-headers-6.1.0-9-amd64/include/generated/utsrelease.h",
+                "#define UTS_RELEASE \"6.1.0-9-amd64\"\n",
+            ),
             ("usr/src/linux-headers-6.1.0-9-amd64/include/generated/autoconf.h", "#define CONFIG_NET 1\n"),
             ("usr/src/linux-headers-6.1.0-9-common/include/linux/sched.h", ""),
             ("usr/src/linux-headers-6.1.0-9-common/include/linux/kconfig.h", ""),
@@ -321,7 +343,9 @@ mod tests {
             ("arch/include/generated/autoconf.h", ""),
         ]);
         match Headers::open(&d.path().join("arch")) {
-            Err(GenerateError::HalfInstalled { why, .. }) => assert!(why.contains("linux-headers-9.9.9-common"), "{why}"),
+            Err(GenerateError::HalfInstalled { why, .. }) => {
+                assert!(why.contains("linux-headers-9.9.9-common"), "{why}")
+            }
             other => panic!("{other:?}"),
         }
         let d = tree(&[("include/linux/sched.h", "")]);

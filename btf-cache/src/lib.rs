@@ -16,13 +16,13 @@ pub mod cache;
 pub mod edit;
 pub mod fetch;
 pub mod generate;
-pub mod types;
 pub mod node;
+pub mod types;
 pub mod unpack;
 
 use std::path::Path;
 
-pub use cache::{Cache, Cached, CacheError, DEFAULT_ROOT};
+pub use cache::{Cache, CacheError, Cached, DEFAULT_ROOT};
 pub use fetch::{Archive, FetchError, FetchLimits, DEFAULT_ARCHIVE};
 pub use node::{KernelId, KernelIdError};
 
@@ -70,7 +70,11 @@ pub fn fetch_archived(
         match check(&hit.path) {
             Ok(()) => return Ok(Resolved { btf: hit, from_cache: true }),
             Err(e) => {
-                log::warn!("cached BTF {} (from {}) no longer passes its check ({e}): fetching it again", hit.path.display(), hit.origin);
+                log::warn!(
+                    "cached BTF {} (from {}) no longer passes its check ({e}): fetching it again",
+                    hit.path.display(),
+                    hit.origin
+                );
                 cache.remove(&key);
             }
         }
@@ -78,7 +82,8 @@ pub fn fetch_archived(
     let rel = id.archive_path();
     let location = archive.location(&rel);
     let packed = fetch::fetch(archive, &rel, limits)?;
-    let btf = unpack::btf_from_tar_xz(&packed, &id.release).map_err(|error| BtfError::Unpack { location: location.clone(), error })?;
+    let btf = unpack::btf_from_tar_xz(&packed, &id.release)
+        .map_err(|error| BtfError::Unpack { location: location.clone(), error })?;
     unpack::check_header(&btf).map_err(|error| BtfError::NotBtf { location: location.clone(), error })?;
     let stored = cache.store(&key, &btf, &location, check)?;
     let btf = stored.map_err(|error| BtfError::Rejected { location, error })?;
@@ -89,7 +94,8 @@ pub fn fetch_archived(
 /// A BTF file given directly (`--btf FILE`): checked like an archive's, used in place.
 pub fn given_file(path: &Path, check: &dyn Fn(&Path) -> Result<(), String>) -> Result<Cached, BtfError> {
     let location = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| BtfError::NotBtf { location: location.clone(), error: e.to_string() })?;
+    let bytes =
+        std::fs::read(path).map_err(|e| BtfError::NotBtf { location: location.clone(), error: e.to_string() })?;
     unpack::check_header(&bytes).map_err(|error| BtfError::NotBtf { location: location.clone(), error })?;
     check(path).map_err(|error| BtfError::Rejected { location: location.clone(), error })?;
     Ok(Cached { path: path.to_path_buf(), sha256: cache::sha256_hex(&bytes), origin: location })
@@ -117,7 +123,8 @@ pub fn generate_cached(
         cache.remove(&key);
     }
     let btf = generate::generate(headers, tools, work)?;
-    let origin = format!("generated from the headers in {} with {} and pahole", headers.obj.display(), headers_tool_name(tools));
+    let origin =
+        format!("generated from the headers in {} with {} and pahole", headers.obj.display(), headers_tool_name(tools));
     unpack::check_header(&btf).map_err(|error| BtfError::NotBtf { location: origin.clone(), error })?;
     let stored = cache.store(&key, &btf, &origin, check)?;
     let btf = stored.map_err(|error| BtfError::Rejected { location: origin, error })?;

@@ -27,14 +27,21 @@ pub enum KernelIdError {
 impl KernelId {
     /// Builds the id; `machine` is `uname -m` (`aarch64` becomes the archive's `arm64`). Every
     /// part becomes a path component, so each is checked to be one.
-    pub fn new(distro: Option<&str>, version: Option<&str>, machine: &str, release: &str) -> Result<KernelId, KernelIdError> {
+    pub fn new(
+        distro: Option<&str>,
+        version: Option<&str>,
+        machine: &str,
+        release: &str,
+    ) -> Result<KernelId, KernelIdError> {
         let distro = distro.ok_or(KernelIdError::Missing("the distribution (ID)"))?;
         let version = version.ok_or(KernelIdError::Missing("the distribution's version (VERSION_ID)"))?;
         let arch = match machine {
             "aarch64" => "arm64",
             other => other,
         };
-        for (what, value) in [("ID", distro), ("VERSION_ID", version), ("architecture", arch), ("kernel release", release)] {
+        for (what, value) in
+            [("ID", distro), ("VERSION_ID", version), ("architecture", arch), ("kernel release", release)]
+        {
             if value.is_empty()
                 || value == "."
                 || value == ".."

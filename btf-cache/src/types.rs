@@ -95,7 +95,13 @@ impl Types {
             } else {
                 vec![]
             };
-            types.push(Type { kind, name: name(u32_at(btf, pos)), size_or_type: u32_at(btf, pos + 8), members, kind_flag });
+            types.push(Type {
+                kind,
+                name: name(u32_at(btf, pos)),
+                size_or_type: u32_at(btf, pos + 8),
+                members,
+                kind_flag,
+            });
             pos += 12 + extra;
         }
         Ok(Types { types })
@@ -113,7 +119,9 @@ impl Types {
     fn resolve(&self, mut id: u32) -> u32 {
         for _ in 0..32 {
             match self.types.get(id as usize) {
-                Some(t) if matches!(t.kind, KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG) => {
+                Some(t)
+                    if matches!(t.kind, KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG) =>
+                {
                     id = t.size_or_type
                 }
                 _ => break,

@@ -7,7 +7,7 @@ use crate::manifest::Scenario;
 #[derive(Debug, Clone)]
 pub enum GuestOutcome {
     /// The guest printed a result line.
-    Reported(GuestResult),
+    Reported(Box<GuestResult>),
     /// It printed one the runner could not parse.
     BadResult(String),
     /// It never printed one: timeout, kernel panic, QEMU died.
@@ -195,7 +195,7 @@ mod tests {
     }
 
     fn reported(scenario: &str, compat: Option<&str>, run_tier: &str, records: u64) -> GuestOutcome {
-        GuestOutcome::Reported(GuestResult {
+        GuestOutcome::Reported(Box::new(GuestResult {
             v: 1,
             scenario: scenario.into(),
             kernel: "6.1.0-50-amd64".into(),
@@ -211,7 +211,7 @@ mod tests {
             events: records * 3,
             detail: String::new(),
             capturing: format!("capturing: tier {run_tier} (CO-RE probes relocated with the kernel BTF, ring buffer)"),
-        })
+        }))
     }
 
     fn b64(s: &str) -> String {

@@ -123,7 +123,12 @@ fn build(b: &BuildSource, cache_dir: &Path, manifest_dir: &Path) -> Result<Prepa
     let out_dir = cache_dir.join("builds").join(&key);
     let image = out_dir.join("bzImage");
     if image.exists() {
-        return Ok(Prepared { image, release: None, what: format!("{key} ({deb_name} + {})", b.fragment), cached: true });
+        return Ok(Prepared {
+            image,
+            release: None,
+            what: format!("{key} ({deb_name} + {})", b.fragment),
+            cached: true,
+        });
     }
     check_tools()?;
     let deb = apt::download(&b.source, &ver, arch, &cache_dir.join("debs"))?;

@@ -225,13 +225,18 @@ fn run(manifest: &Manifest, manifest_dir: &Path, cache_dir: &Path, args: RunArgs
             let generated = match (&k.deb, wants(|s| s.generated_btf)) {
                 (Some(deb), true) => match generated::prepare(&strata, deb, &p.image, cache_dir) {
                     Ok(g) => {
-                        println!("kernel {}: BTF generated from its headers in {:.2} s; against its own BTF:", k.name, g.secs);
+                        println!(
+                            "kernel {}: BTF generated from its headers in {:.2} s; against its own BTF:",
+                            k.name, g.secs
+                        );
                         for line in g.report.lines() {
                             println!("  {line}");
                         }
                         if !g.agrees {
-                            generated_fault
-                                .insert(k.name.clone(), "the BTF generated from the headers differs from the kernel's own".into());
+                            generated_fault.insert(
+                                k.name.clone(),
+                                "the BTF generated from the headers differs from the kernel's own".into(),
+                            );
                         }
                         Some(g.cache_root)
                     }

@@ -41,7 +41,9 @@ pub fn overlay_cpio(os: &OsRelease, release: &str, entry: Option<&[u8]>, generat
     for (path, bytes) in generated {
         let full = format!("/generated-btf/{path}");
         let mut dir = String::new();
-        for part in full.trim_start_matches('/').split('/').collect::<Vec<_>>().split_last().map(|(_, d)| d).unwrap_or(&[]) {
+        for part in
+            full.trim_start_matches('/').split('/').collect::<Vec<_>>().split_last().map(|(_, d)| d).unwrap_or(&[])
+        {
             dir = format!("{dir}/{part}");
             if dirs.insert(dir.clone()) {
                 c.dir(&dir);

@@ -98,7 +98,7 @@ pub fn boot(b: &Boot) -> Result<GuestOutcome> {
     let log = String::from_utf8_lossy(&std::fs::read(&b.serial_log).unwrap_or_default()).into_owned();
     let parsed = parse_serial(&log);
     Ok(match parsed.result {
-        Some(Ok(r)) => GuestOutcome::Reported(r),
+        Some(Ok(r)) => GuestOutcome::Reported(Box::new(r)),
         Some(Err(e)) => GuestOutcome::BadResult(e),
         None => {
             let why = if let Some(p) = parsed.panic {

@@ -70,7 +70,8 @@ fn unxz_one_stream(input: &[u8]) -> Result<Vec<u8>> {
 pub fn extract_btf(bzimage: &[u8]) -> Result<Vec<u8>> {
     let vmlinux = decompress(compressed_payload(bzimage)?)?;
     let elf = object::File::parse(&*vmlinux).context("the decompressed payload is not an ELF vmlinux")?;
-    let section = elf.section_by_name(".BTF").context("the vmlinux has no .BTF section (built without CONFIG_DEBUG_INFO_BTF)")?;
+    let section =
+        elf.section_by_name(".BTF").context("the vmlinux has no .BTF section (built without CONFIG_DEBUG_INFO_BTF)")?;
     Ok(section.data().context("reading .BTF")?.to_vec())
 }
 

@@ -13,11 +13,11 @@ use std::path::PathBuf;
 
 use collector::capture_file;
 use collector::pipeline::{detect, Pipeline};
+use collector::sinks::prometheus::MetricStore;
 use collector::telemetry::semconv::Converger;
-use collector::telemetry::store::MetricStore;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use strata_event::{Direction, Event, EventKind, Role, Transport};
 use protocols::message::{Protocol, Side};
+use strata_event::{Direction, Event, EventKind, Role, Transport};
 
 fn fixtures() -> Vec<(String, Vec<Event>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");

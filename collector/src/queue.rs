@@ -37,7 +37,13 @@ pub fn bounded(limit: usize) -> (BatchSender, BatchReceiver) {
     let (tx, rx) = mpsc::sync_channel(1024);
     let in_flight = Arc::new(AtomicUsize::new(0));
     (
-        BatchSender { tx, in_flight: in_flight.clone(), limit: limit.max(1), pending_losses: vec![], dropped: BTreeMap::new() },
+        BatchSender {
+            tx,
+            in_flight: in_flight.clone(),
+            limit: limit.max(1),
+            pending_losses: vec![],
+            dropped: BTreeMap::new(),
+        },
         BatchReceiver { rx, in_flight },
     )
 }

@@ -306,7 +306,10 @@ impl LossSource {
 
     /// Records the kernel made but could not put into a full buffer.
     pub fn is_buffer_full(self) -> bool {
-        matches!(self, LossSource::KernelOpen | LossSource::KernelData | LossSource::KernelClose | LossSource::KernelState)
+        matches!(
+            self,
+            LossSource::KernelOpen | LossSource::KernelData | LossSource::KernelClose | LossSource::KernelState
+        )
     }
 }
 
@@ -473,9 +476,21 @@ mod tests {
     #[test]
     fn loss_sources_are_named_as_serialized() {
         use LossSource::*;
-        for s in [KernelOpen, KernelData, KernelClose, KernelState, KernelPending, KernelMmsg, KernelPerfBuffer,
-            Undecodable, PerfRing, PerfPending, PerfUnreadable, PerfUnresolved, AgentQueue]
-        {
+        for s in [
+            KernelOpen,
+            KernelData,
+            KernelClose,
+            KernelState,
+            KernelPending,
+            KernelMmsg,
+            KernelPerfBuffer,
+            Undecodable,
+            PerfRing,
+            PerfPending,
+            PerfUnreadable,
+            PerfUnresolved,
+            AgentQueue,
+        ] {
             assert_eq!(serde_json::to_value(s).unwrap(), s.name());
         }
     }

@@ -339,11 +339,7 @@ impl<'a> Node<'a> {
     /// A BTF from elsewhere is for kernels without their own: where the kernel has one, the
     /// core tier uses it (a failure there would fail the same way with another BTF).
     fn own_btf(&self) -> Option<String> {
-        self.f
-            .btf
-            .vmlinux
-            .is_supported()
-            .then(|| "the kernel has its own BTF, which the core tier uses".to_string())
+        self.f.btf.vmlinux.is_supported().then(|| "the kernel has its own BTF, which the core tier uses".to_string())
     }
 
     /// Requirements shared by the three BPF tiers.
@@ -522,7 +518,10 @@ impl<'a> Node<'a> {
         match &self.f.btf_generated {
             Some(h) if h.available => return vec![],
             Some(h) if h.error.is_some() => {
-                return vec![format!("generating BTF from the kernel headers failed: {}", h.error.as_deref().unwrap_or(""))]
+                return vec![format!(
+                    "generating BTF from the kernel headers failed: {}",
+                    h.error.as_deref().unwrap_or("")
+                )]
             }
             _ => {}
         }
@@ -553,7 +552,9 @@ impl<'a> Node<'a> {
         match self.f.distro.id.as_deref() {
             Some("debian" | "ubuntu") => format!("apt-get install {}", fill(apt)),
             Some("amzn") if self.f.distro.version_id.as_deref() == Some("2") => format!("yum install {}", fill(dnf)),
-            Some("rhel" | "centos" | "fedora" | "amzn" | "ol" | "rocky" | "almalinux") => format!("dnf install {}", fill(dnf)),
+            Some("rhel" | "centos" | "fedora" | "amzn" | "ol" | "rocky" | "almalinux") => {
+                format!("dnf install {}", fill(dnf))
+            }
             Some("sles" | "opensuse-leap" | "opensuse-tumbleweed") => format!("zypper install {}", fill(zypper)),
             _ => format!("install {} in the agent image", fill(other)),
         }

@@ -110,7 +110,11 @@ pub fn render_text(facts: &Facts, plan: &Plan) -> String {
     if let Some(h) = &facts.btf_archive_hint {
         let at = h.location.as_deref().unwrap_or("the archive");
         let _ = match (h.available, &h.path, &h.error) {
-            (true, Some(p), _) => writeln!(out, "BTF from archive: {at}, {} {p}", if h.cached { "cached at" } else { "fetched and cached at" }),
+            (true, Some(p), _) => writeln!(
+                out,
+                "BTF from archive: {at}, {} {p}",
+                if h.cached { "cached at" } else { "fetched and cached at" }
+            ),
             (true, None, _) => writeln!(out, "BTF from archive: {at}"),
             (false, _, Some(e)) => writeln!(out, "BTF from archive: none usable ({e})"),
             (false, _, None) => writeln!(out, "BTF from archive: none for this kernel at {at}"),

@@ -116,7 +116,9 @@ fn amazon_linux_2_4_14_lacks_inet_sock_set_state_which_is_optional() {
     // 4.14 itself is new enough: the version must not be the complaint.
     assert!(!p.rejection(Tier::Core).unwrap().reasons.iter().any(|r| r.contains("older than 4.14")));
     assert!(
-        p.notes.iter().any(|n| n.contains("optional tracepoint sock:inet_sock_set_state missing") && n.contains("4.16")),
+        p.notes
+            .iter()
+            .any(|n| n.contains("optional tracepoint sock:inet_sock_set_state missing") && n.contains("4.16")),
         "{:#?}",
         p.notes
     );
@@ -371,11 +373,17 @@ fn host_compiled_where_no_archive_serves_the_kernel() {
     let p = plan(&f, &BuiltTiers::all());
     assert_eq!((p.tier, p.transport, p.btf_source), (Tier::HostCompiled, Transport::PerfBuffer, BtfSource::Generated));
     // Generating failed: the compiler's own error is the reason, and the plan moves on.
-    f.btf_generated =
-        Some(BtfHint { error: Some("the compiler failed: sched.h:3:10: fatal error: 'asm/current.h' file not found".into()), ..Default::default() });
+    f.btf_generated = Some(BtfHint {
+        error: Some("the compiler failed: sched.h:3:10: fatal error: 'asm/current.h' file not found".into()),
+        ..Default::default()
+    });
     let p = plan(&f, &BuiltTiers::all());
     assert_ne!(p.tier, Tier::HostCompiled);
-    assert_rejected_for(&p, Tier::HostCompiled, &["generating BTF from the kernel headers failed", "'asm/current.h' file not found"]);
+    assert_rejected_for(
+        &p,
+        Tier::HostCompiled,
+        &["generating BTF from the kernel headers failed", "'asm/current.h' file not found"],
+    );
     // A BTF generated earlier is enough without any toolchain (the guest of an init container).
     f.toolchain = Default::default();
     f.btf_generated = Some(BtfHint {
@@ -386,10 +394,18 @@ fn host_compiled_where_no_archive_serves_the_kernel() {
     });
     let p = plan(&f, &BuiltTiers::all());
     assert_eq!(p.tier, Tier::HostCompiled);
-    assert!(p.notes.iter().any(|n| n.contains("generated from the kernel headers") && n.contains("cached at")), "{:#?}", p.notes);
+    assert!(
+        p.notes.iter().any(|n| n.contains("generated from the kernel headers") && n.contains("cached at")),
+        "{:#?}",
+        p.notes
+    );
     // RHEL names its own packages.
     let mut rhel = fixture("rhel8.1-4.18.json");
     rhel.btf_archive_hint = Some(BtfHint { error: Some("not found".into()), ..Default::default() });
     let p = plan(&rhel, &BuiltTiers::all());
-    assert_rejected_for(&p, Tier::HostCompiled, &["dnf install kernel-devel-4.18.0-147.el8.x86_64", "dnf install dwarves"]);
+    assert_rejected_for(
+        &p,
+        Tier::HostCompiled,
+        &["dnf install kernel-devel-4.18.0-147.el8.x86_64", "dnf install dwarves"],
+    );
 }

@@ -72,8 +72,7 @@ fn unrelocated_programs(object: &CaptureObject, target: &aya_obj::btf::Btf) -> R
             continue;
         }
         let Some(function) = obj.functions.get(&program.function_key()) else { continue };
-        let poisoned =
-            function.instructions.iter().filter(|i| i.code == BPF_CALL_CODE && i.imm == POISON_IMM).count();
+        let poisoned = function.instructions.iter().filter(|i| i.code == BPF_CALL_CODE && i.imm == POISON_IMM).count();
         if poisoned > 0 {
             out.push(format!("{name}: {poisoned} accesses unresolved"));
         }
@@ -168,7 +167,8 @@ impl KnownSocket {
 /// Runs the BTF check program relocated with the BTF at `btf_path` (see the module docs).
 pub fn check_against_kernel(btf_path: &Path) -> Result<KernelCheck, BtfCheckError> {
     let cannot = |what: &str, e: &dyn std::fmt::Display| BtfCheckError::CannotCheck(format!("{what}: {e}"));
-    let btf = Btf::parse_file(btf_path, Endianness::default()).map_err(|e| BtfCheckError::Unparseable(e.to_string()))?;
+    let btf =
+        Btf::parse_file(btf_path, Endianness::default()).map_err(|e| BtfCheckError::Unparseable(e.to_string()))?;
     let events = crate::preflight::ensure_tracefs().map_err(|e| cannot("tracefs", &e))?;
     if !events.join("syscalls/sys_enter_getppid").is_dir() {
         return Err(BtfCheckError::CannotCheck("the tracepoint syscalls:sys_enter_getppid is missing".into()));
@@ -205,7 +205,9 @@ pub fn check_against_kernel(btf_path: &Path) -> Result<KernelCheck, BtfCheckErro
             )),
             other => cannot("loading the check program", &error_chain(&other)),
         })?;
-        program.attach("syscalls", "sys_enter_getppid").map_err(|e| cannot("attaching the check program", &error_chain(&e)))?;
+        program
+            .attach("syscalls", "sys_enter_getppid")
+            .map_err(|e| cannot("attaching the check program", &error_chain(&e)))?;
     }
     // SAFETY: getppid has no preconditions; called as a raw syscall so libc cannot answer it.
     unsafe { libc::syscall(libc::SYS_getppid) };
@@ -265,12 +267,15 @@ fn insn_bytes(i: &aya_obj::generated::bpf_insn) -> [u8; 8] {
     b
 }
 
+/// A program's name and its instructions, each as its 8 encoded bytes.
+type ProgramBytes = (String, Vec<[u8; 8]>);
+
 /// Every required program's instructions, relocated against `btf`.
-fn relocated_programs(object: &CaptureObject, btf: &aya_obj::btf::Btf) -> Result<Vec<(String, Vec<[u8; 8]>)>, BtfCheckError> {
+fn relocated_programs(object: &CaptureObject, btf: &aya_obj::btf::Btf) -> Result<Vec<ProgramBytes>, BtfCheckError> {
     let mut obj = aya_obj::Object::parse(object.bytes)
         .map_err(|e| BtfCheckError::CannotCheck(format!("parsing {}: {e}", object.file)))?;
     obj.relocate_btf(btf).map_err(|e| BtfCheckError::MissingFields(format!("{}: {e}", object.file)))?;
-    let mut out: Vec<(String, Vec<[u8; 8]>)> = obj
+    let mut out: Vec<ProgramBytes> = obj
         .programs
         .iter()
         .filter(|(name, _)| PROBES.iter().any(|p| p.program == name.as_str() && !p.optional))
@@ -289,7 +294,8 @@ pub fn core_relocations(object: &CaptureObject) -> Result<usize, BtfCheckError> 
     use object::{Object as _, ObjectSection as _};
     let bad = |what: &str| BtfCheckError::CannotCheck(format!("{}: {what}", object.file));
     let elf = object::File::parse(object.bytes).map_err(|e| bad(&e.to_string()))?;
-    let ext = elf.section_by_name(".BTF.ext").ok_or_else(|| bad("no .BTF.ext"))?.data().map_err(|e| bad(&e.to_string()))?;
+    let ext =
+        elf.section_by_name(".BTF.ext").ok_or_else(|| bad("no .BTF.ext"))?.data().map_err(|e| bad(&e.to_string()))?;
     let btf = elf.section_by_name(".BTF").ok_or_else(|| bad("no .BTF"))?.data().map_err(|e| bad(&e.to_string()))?;
     let u32_at = |b: &[u8], o: usize| b.get(o..o + 4).map(|x| u32::from_le_bytes(x.try_into().unwrap()));
     let hdr_len = u32_at(ext, 4).ok_or_else(|| bad("short .BTF.ext"))? as usize;
@@ -322,7 +328,8 @@ pub fn core_relocations(object: &CaptureObject) -> Result<usize, BtfCheckError> 
 /// no difference means every field the probes read has the same offset (and size) in both.
 pub fn compare_relocations(a: &[u8], b: &[u8]) -> Result<RelocationComparison, BtfCheckError> {
     let parse = |btf: &[u8]| {
-        aya_obj::btf::Btf::parse(btf, object::Endianness::default()).map_err(|e| BtfCheckError::Unparseable(e.to_string()))
+        aya_obj::btf::Btf::parse(btf, object::Endianness::default())
+            .map_err(|e| BtfCheckError::Unparseable(e.to_string()))
     };
     let (a, b) = (parse(a)?, parse(b)?);
     let mut cmp = RelocationComparison::default();
@@ -334,7 +341,11 @@ pub fn compare_relocations(a: &[u8], b: &[u8]) -> Result<RelocationComparison, B
             for (i, (y, z)) in ia.iter().zip(ib).enumerate() {
                 if y != z {
                     let show = |b: &[u8; 8]| {
-                        format!("off {} imm {}", i16::from_le_bytes([b[2], b[3]]), i32::from_le_bytes(b[4..8].try_into().unwrap()))
+                        format!(
+                            "off {} imm {}",
+                            i16::from_le_bytes([b[2], b[3]]),
+                            i32::from_le_bytes(b[4..8].try_into().unwrap())
+                        )
                     };
                     cmp.differences.push(format!("{} {name} #{i}: {} vs {}", object.file, show(y), show(z)));
                 }

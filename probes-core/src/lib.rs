@@ -8,4 +8,3 @@ pub mod object_check;
 pub mod objects;
 pub mod perf_buffer;
 pub mod preflight;
-

@@ -10,10 +10,10 @@ use aya::programs::TracePoint;
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
 use tokio::io::unix::AsyncFd;
 
-use strata_event::{wire, Event, LossSource, RecordBatch};
 use crate::objects::{Buffer, CaptureObject, PROBES};
 use crate::perf_buffer::PerfReader;
 use crate::preflight::{self, PreflightError};
+use strata_event::{wire, Event, LossSource, RecordBatch};
 
 /// Where CO-RE relocations get the kernel's type information from. The loader does not care how
 /// a file came to be (an archive, or generated from headers): the plan decided, and the file was
@@ -211,16 +211,13 @@ impl Capture {
                 ));
                 continue;
             }
-            let attached = program
-                .load()
-                .map_err(|e| verifier_error(probe.program, e))
-                .and_then(|()| {
-                    program.attach(probe.category, probe.tracepoint).map(|_| ()).map_err(|e| CaptureError::Attach {
-                        program: probe.program.to_string(),
-                        tracepoint: format!("{}:{}", probe.category, probe.tracepoint),
-                        error: error_chain(&e),
-                    })
-                });
+            let attached = program.load().map_err(|e| verifier_error(probe.program, e)).and_then(|()| {
+                program.attach(probe.category, probe.tracepoint).map(|_| ()).map_err(|e| CaptureError::Attach {
+                    program: probe.program.to_string(),
+                    tracepoint: format!("{}:{}", probe.category, probe.tracepoint),
+                    error: error_chain(&e),
+                })
+            });
             match attached {
                 Ok(()) => {}
                 Err(e) if probe.optional => skipped.push((probe.program.to_string(), first_line(&e.to_string()))),
@@ -242,12 +239,10 @@ impl Capture {
                     .map_err(|e| CaptureError::Buffer { buffer: "ring buffer", error: e.to_string() })?;
                 Reader::Ring(ring)
             }
-            Buffer::PerfBuffer => {
-                Reader::Perf(
-                    PerfReader::open(events_map, cfg.ring_bytes as usize)
-                        .map_err(|e| CaptureError::Buffer { buffer: "perf buffer", error: e.to_string() })?,
-                )
-            }
+            Buffer::PerfBuffer => Reader::Perf(
+                PerfReader::open(events_map, cfg.ring_bytes as usize)
+                    .map_err(|e| CaptureError::Buffer { buffer: "perf buffer", error: e.to_string() })?,
+            ),
         };
         let lost = PerCpuArray::try_from(ebpf.take_map("lost").ok_or(CaptureError::MissingMap("lost"))?)
             .map_err(|e| CaptureError::Buffer { buffer: "lost counters", error: e.to_string() })?;
@@ -398,9 +393,7 @@ impl Capture {
     /// The loaded programs' kernel ids and names (for run-time statistics).
     pub fn program_ids(&self) -> Vec<(String, u32)> {
         let Some(ebpf) = &self.ebpf else { return vec![] };
-        ebpf.programs()
-            .filter_map(|(name, p)| p.info().ok().map(|i| (name.to_string(), i.id())))
-            .collect()
+        ebpf.programs().filter_map(|(name, p)| p.info().ok().map(|i| (name.to_string(), i.id()))).collect()
     }
 }
 
@@ -420,7 +413,9 @@ fn verifier_error(program: &str, e: aya::programs::ProgramError) -> CaptureError
             error: io_error.to_string(),
             log: verifier_log.to_string(),
         },
-        other => CaptureError::Object { object: "capture object", error: format!("{program}: {}", error_chain(&other)) },
+        other => {
+            CaptureError::Object { object: "capture object", error: format!("{program}: {}", error_chain(&other)) }
+        }
     }
 }
 

@@ -141,10 +141,8 @@ pub fn analyze(bytes: &[u8]) -> Result<ObjectReport, String> {
     };
     let mut programs = Vec::new();
     for (name, program) in &obj.programs {
-        let function = obj
-            .functions
-            .get(&program.function_key())
-            .ok_or_else(|| format!("program {name} has no function body"))?;
+        let function =
+            obj.functions.get(&program.function_key()).ok_or_else(|| format!("program {name} has no function body"))?;
         let mut report = ProgramReport {
             name: name.clone(),
             section: section_name(program.section_index),
@@ -273,7 +271,9 @@ pub fn violations(report: &ObjectReport, oldest: KernelRelease) -> Vec<String> {
         }
         // Per-CPU maps: PERCPU_HASH 5, PERCPU_ARRAY 6, LRU_PERCPU_HASH 10.
         if matches!(map_type, 5 | 6 | 10) && *value_size > MAX_PERCPU_VALUE {
-            out.push(format!("map {name}: per-CPU values of {value_size} bytes exceed the {MAX_PERCPU_VALUE} every kernel allows"));
+            out.push(format!(
+                "map {name}: per-CPU values of {value_size} bytes exceed the {MAX_PERCPU_VALUE} every kernel allows"
+            ));
         }
     }
     for p in &report.programs {
@@ -291,7 +291,11 @@ pub fn violations(report: &ObjectReport, oldest: KernelRelease) -> Vec<String> {
             out.push(at("a tracepoint the arrival table does not know"));
         }
         if p.instructions > MAX_INSNS_OLD {
-            out.extend(too_new(at(&format!("{} instructions (more than {MAX_INSNS_OLD})", p.instructions)), LARGE_PROGRAMS, oldest));
+            out.extend(too_new(
+                at(&format!("{} instructions (more than {MAX_INSNS_OLD})", p.instructions)),
+                LARGE_PROGRAMS,
+                oldest,
+            ));
         }
         if p.back_edges > 0 {
             out.extend(too_new(at(&format!("{} backward jumps (loops)", p.back_edges)), BOUNDED_LOOPS, oldest));

@@ -34,7 +34,8 @@ pub enum PerfReaderError {
 impl PerfReader {
     /// Opens one ring per online CPU, together about `total_bytes` (each a power of two of pages).
     pub fn open(map: aya::maps::Map, total_bytes: usize) -> Result<PerfReader, PerfReaderError> {
-        let mut array = PerfEventArray::try_from(map).map_err(|e| PerfReaderError::Open { cpu: 0, error: e.to_string() })?;
+        let mut array =
+            PerfEventArray::try_from(map).map_err(|e| PerfReaderError::Open { cpu: 0, error: e.to_string() })?;
         let cpus = aya::util::online_cpus().map_err(|(what, e)| PerfReaderError::Cpus(what, e))?;
         let pages = ring_pages(total_bytes, cpus.len(), page_size());
         // SAFETY: plain syscall; the fd is owned right after.
@@ -46,8 +47,7 @@ impl PerfReader {
         let epoll = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut rings = Vec::with_capacity(cpus.len());
         for cpu in cpus {
-            let ring =
-                array.open(cpu, Some(pages)).map_err(|e| PerfReaderError::Open { cpu, error: e.to_string() })?;
+            let ring = array.open(cpu, Some(pages)).map_err(|e| PerfReaderError::Open { cpu, error: e.to_string() })?;
             epoll_add(epoll.as_raw_fd(), ring.as_raw_fd(), rings.len() as u64).map_err(PerfReaderError::Epoll)?;
             rings.push(ring);
         }
@@ -92,7 +92,7 @@ impl PerfReader {
             }
             let flow = ring.try_fold((), |(), ev| {
                 match ev {
-                    PerfEvent::Sample { head, tail } if tail.is_empty() => each(head),
+                    PerfEvent::Sample { head, tail: [] } => each(head),
                     PerfEvent::Sample { head, tail } => {
                         joined.clear();
                         joined.extend_from_slice(head);

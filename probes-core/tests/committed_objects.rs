@@ -13,9 +13,11 @@ fn committed_objects_match_sources() {
          check them against the sources: install clang-16 and llvm-16 (Debian packages) and rebuild"
     );
     let prebuilt = Path::new(env!("CARGO_MANIFEST_DIR")).join("bpf/prebuilt");
-    for (name, built) in
-        [("strata.bpf.o", RINGBUF_OBJECT), ("strata_perfbuf.bpf.o", PERFBUF_OBJECT), ("btf_check.bpf.o", BTF_CHECK_OBJECT)]
-    {
+    for (name, built) in [
+        ("strata.bpf.o", RINGBUF_OBJECT),
+        ("strata_perfbuf.bpf.o", PERFBUF_OBJECT),
+        ("btf_check.bpf.o", BTF_CHECK_OBJECT),
+    ] {
         let committed = std::fs::read(prebuilt.join(name)).unwrap_or_else(|e| panic!("bpf/prebuilt/{name}: {e}"));
         assert!(
             committed == built,

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use strata_event::{Event, LossSource, Syscall};
 use probes_core::preflight::{self, PreflightError};
+use strata_event::{Event, LossSource, Syscall};
 use tokio::sync::mpsc;
 
 use crate::format::{read_int, Field, Format};

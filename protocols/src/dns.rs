@@ -5,6 +5,7 @@
 //! [`PREFIX_CAP`] bytes of a TCP message are buffered (header, question, leading answers); the
 //! rest, as in zone transfers, is counted and skipped.
 
+use crate::framing::{Framer, Head, Header};
 use crate::message::*;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -120,22 +121,35 @@ impl Parser for DnsParser {
     }
 
     fn buffered(&self) -> usize {
-        self.request.buf.len() + self.response.buf.len()
+        self.request.framer.held() + self.response.framer.held()
+    }
+}
+
+/// The two-byte length prefix of a message over TCP; the first [`PREFIX_CAP`] bytes of each
+/// message are kept.
+struct Prefix;
+
+impl Header for Prefix {
+    type Tag = ();
+    type Error = ParseError;
+
+    fn header_len(&self) -> usize {
+        2
+    }
+
+    fn read(&self, h: &[u8]) -> Result<Head<()>, ParseError> {
+        let len = usize::from(u16::from_be_bytes([h[0], h[1]]));
+        if len < HEADER {
+            return Err(ParseError(format!("DNS message length {len} is shorter than a header")));
+        }
+        Ok(Head { tag: (), body: len, keep: PREFIX_CAP, continued: false })
     }
 }
 
 /// One direction of a DNS-over-TCP connection.
 #[derive(Default)]
 struct TcpStream {
-    /// Length prefix bytes read of the current message (0, 1 or 2).
-    prefix_len: usize,
-    prefix: [u8; 2],
-    msg_len: usize,
-    /// Message bytes received so far (kept or skipped).
-    got: usize,
-    /// The first bytes of the message, up to `PREFIX_CAP`.
-    buf: Vec<u8>,
-    start_ns: u64,
+    framer: Framer<()>,
     last_ts: u64,
     /// After a gap or an error: waiting for a chunk that starts with a plausible message.
     lost: bool,
@@ -154,75 +168,34 @@ impl TcpStream {
             }
             self.lost = false;
         }
-        let mut data = chunk;
-        while !data.is_empty() {
-            let step = if self.prefix_len < 2 { self.length(data, ts) } else { self.body(side, data, ts, out) };
-            match step {
-                Ok(n) => data = &data[n..],
+        let mut pos = 0;
+        loop {
+            let parsed = match self.framer.next(chunk, &mut pos, ts, &Prefix) {
+                Ok(Some(m)) => {
+                    let capped = m.body_len > PREFIX_CAP;
+                    let frame = Frame { side, size: m.size, start_ns: m.start_ns, end_ns: ts, cut: false, capped };
+                    parse(m.body, &frame)
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => Err(e),
+            };
+            match parsed {
+                Ok(msg) => out.push(msg),
                 Err(e) => {
-                    self.reset();
+                    self.framer.reset();
                     self.lost = true;
                     return Err(e);
                 }
             }
         }
-        Ok(())
-    }
-
-    /// Reads a byte of the length prefix.
-    fn length(&mut self, data: &[u8], ts: u64) -> Result<usize, ParseError> {
-        if self.prefix_len == 0 {
-            self.start_ns = ts;
-        }
-        self.prefix[self.prefix_len] = data[0];
-        self.prefix_len += 1;
-        if self.prefix_len == 2 {
-            self.msg_len = usize::from(u16::from_be_bytes(self.prefix));
-            self.got = 0;
-            if self.msg_len < HEADER {
-                return Err(ParseError(format!("DNS message length {} is shorter than a header", self.msg_len)));
-            }
-        }
-        Ok(1)
-    }
-
-    /// Consumes message bytes; a complete message is parsed straight from the chunk when it lies
-    /// there whole, else from the buffered prefix.
-    fn body(&mut self, side: Side, data: &[u8], ts: u64, out: &mut Vec<Message>) -> Result<usize, ParseError> {
-        let size = self.msg_len as u64 + 2;
-        let capped = self.msg_len > PREFIX_CAP;
-        let frame = Frame { side, size, start_ns: self.start_ns, end_ns: ts, cut: false, capped };
-        if self.got == 0 && data.len() >= self.msg_len {
-            self.prefix_len = 0;
-            out.push(parse(&data[..self.msg_len], &frame)?);
-            return Ok(self.msg_len);
-        }
-        let take = (self.msg_len - self.got).min(data.len());
-        let room = PREFIX_CAP.saturating_sub(self.buf.len());
-        self.buf.extend_from_slice(&data[..take.min(room)]);
-        self.got += take;
-        if self.got == self.msg_len {
-            let parsed = parse(&self.buf, &frame);
-            self.reset();
-            out.push(parsed?);
-        }
-        Ok(take)
     }
 
     /// Reports the message in progress as partial (bytes were lost) and forgets it.
     fn cut(&mut self, side: Side, out: &mut Vec<Message>) {
-        if self.prefix_len == 2 && self.buf.len() >= HEADER {
-            let size = self.got as u64 + 2;
-            let frame = Frame { side, size, start_ns: self.start_ns, end_ns: self.last_ts, cut: true, capped: false };
-            out.extend(parse(&self.buf, &frame).ok());
+        if let Some(m) = self.framer.cut(self.last_ts).filter(|m| m.body.len() >= HEADER) {
+            let frame = Frame { side, size: m.size, start_ns: m.start_ns, end_ns: m.end_ns, cut: true, capped: false };
+            out.extend(parse(m.body, &frame).ok());
         }
-        self.reset();
-    }
-
-    fn reset(&mut self) {
-        self.prefix_len = 0;
-        self.got = 0;
-        self.buf.clear();
     }
 }
 

@@ -9,6 +9,7 @@
 //! Only the first [`PREFIX_CAP`] bytes of a message are buffered (header and leading fields: topic
 //! names, error codes); the rest (record batches) is counted and skipped.
 
+use crate::framing::{Framer, Head, Header, Piece};
 use crate::message::*;
 use std::collections::{HashMap, VecDeque};
 
@@ -782,19 +783,20 @@ fn hex(id: &[u8; 16]) -> String {
     id.iter().flat_map(|b| [DIGITS[usize::from(b >> 4)] as char, DIGITS[usize::from(b & 15)] as char]).collect()
 }
 
-/// Builds a request message from its prefix (size field included) and remembers it in `inflight`.
-fn parse_request(p: &[u8], inflight: &mut Inflight) -> Result<Message, ParseError> {
-    if p.len() < 14 {
+/// Builds a request message from the first bytes `p` of a message of `size` bytes (after the size
+/// field) and remembers it in `inflight`.
+fn parse_request(size: usize, p: &[u8], inflight: &mut Inflight) -> Result<Message, ParseError> {
+    if p.len() < 10 {
         return Err(ParseError("kafka: request header cut short".into()));
     }
-    let (key, ver, corr, client_len) = (be_i16(&p[4..]), be_i16(&p[6..]), be_i32(&p[8..]), be_i16(&p[12..]));
+    let (key, ver, corr, client_len) = (be_i16(p), be_i16(&p[2..]), be_i32(&p[4..]), be_i16(&p[8..]));
     if !(0..=255).contains(&key) || !(0..=63).contains(&ver) || !(-1..=MAX_CLIENT_ID).contains(&client_len) {
         return Err(ParseError(format!(
             "kafka: implausible request header (api_key {key}, api_version {ver}, client_id length {client_len})"
         )));
     }
-    let body_start = 14 + client_len.max(0) as usize;
-    if body_start > p.len() || i64::from(be_i32(p)) < body_start as i64 - 4 {
+    let body_start = 10 + client_len.max(0) as usize;
+    if body_start > p.len() || size < body_start {
         return Err(ParseError("kafka: client_id runs past the request".into()));
     }
     inflight.insert(corr, key, ver);
@@ -807,7 +809,7 @@ fn parse_request(p: &[u8], inflight: &mut Inflight) -> Result<Message, ParseErro
     };
     msg.attributes.push(("messaging.kafka.api_version", version_text(ver)));
     if client_len >= 0 {
-        msg.attributes.push(("messaging.client_id", text(&p[14..body_start])));
+        msg.attributes.push(("messaging.client_id", text(&p[10..body_start])));
     }
     let flex = is_flexible(key, ver);
     let mut rd = Rd { b: &p[body_start..], flex };
@@ -819,13 +821,13 @@ fn parse_request(p: &[u8], inflight: &mut Inflight) -> Result<Message, ParseErro
     Ok(msg)
 }
 
-/// Builds a response message from its prefix (size field included); `complete` when the prefix is
-/// not cut by a gap (an error code not found then means none was set).
+/// Builds a response message from its first bytes `p` (after the size field); `complete` when they
+/// are not cut by a gap (an error code not found then means none was set).
 fn parse_response(p: &[u8], complete: bool, inflight: &mut Inflight) -> Result<Message, ParseError> {
-    if p.len() < 8 {
+    if p.len() < 4 {
         return Err(ParseError("kafka: response header cut short".into()));
     }
-    let corr = be_i32(&p[4..]);
+    let corr = be_i32(p);
     let mut msg = Message { side: Some(Side::Response), key: Some(MatchKey::Correlation(corr)), ..Message::default() };
     let Some((key, ver)) = inflight.take(corr) else {
         // The request was not seen (capture began later, or it was evicted): nothing to decode with.
@@ -834,7 +836,7 @@ fn parse_response(p: &[u8], complete: bool, inflight: &mut Inflight) -> Result<M
     };
     msg.operation = Some(operation_name(key));
     let flex = is_flexible(key, ver);
-    let mut rd = Rd { b: &p[8..], flex: flex && key != API_VERSIONS };
+    let mut rd = Rd { b: &p[4..], flex: flex && key != API_VERSIONS };
     let code = rd.tags().and_then(|_| {
         rd.flex = flex;
         response_error(key, ver, &mut rd)
@@ -851,21 +853,29 @@ fn parse_response(p: &[u8], complete: bool, inflight: &mut Inflight) -> Result<M
     Ok(msg)
 }
 
-/// Where a side's byte stream stands.
-enum State {
-    /// Reading the 4-byte size (into `buf`).
-    Size,
-    /// Reading the prefix of a message of `total` wire bytes (into `buf`).
-    Prefix { total: u64 },
-    /// The message is parsed; `left` body bytes are still to pass.
-    Skip { msg: Message, left: u64 },
-    /// Lost track: scanning for a plausible message start.
-    Resync,
+/// The size field before every message: at least the fields of a header, at most [`MAX_SIZE`].
+/// The first [`PREFIX_CAP`] bytes of a message are kept.
+struct SizeField {
+    is_request: bool,
 }
 
-/// Bytes of a message of `total` wire bytes that are buffered.
-fn prefix_len(total: u64) -> usize {
-    total.min(PREFIX_CAP as u64) as usize
+impl Header for SizeField {
+    type Tag = ();
+    type Error = ParseError;
+
+    fn header_len(&self) -> usize {
+        4
+    }
+
+    fn read(&self, h: &[u8]) -> Result<Head<()>, ParseError> {
+        let size = be_i32(h);
+        // A request holds at least api_key, api_version, correlation_id and client_id length.
+        let min = if self.is_request { 10 } else { 4 };
+        if !(min..=MAX_SIZE).contains(&size) {
+            return Err(ParseError(format!("kafka: implausible message size {size}")));
+        }
+        Ok(Head { tag: (), body: size as usize, keep: PREFIX_CAP - 4, continued: false })
+    }
 }
 
 /// What one `feed` call works with besides the stream itself.
@@ -878,10 +888,11 @@ struct Cx<'a> {
 /// One direction of the connection.
 struct Stream {
     is_request: bool,
-    state: State,
-    buf: Vec<u8>,
-    /// Time of the chunk holding the current message's first byte.
-    start_ns: u64,
+    framer: Framer<()>,
+    /// A message parsed from its first bytes, waiting for the rest of its body to pass.
+    pending: Option<Message>,
+    /// Lost track: scanning for a plausible message start.
+    lost: bool,
     /// Time of the last chunk seen.
     last_ns: u64,
     /// While resynchronizing: bytes not yet ruled out as a message start, prepended to the next chunk.
@@ -893,9 +904,9 @@ impl Stream {
     fn new(is_request: bool) -> Self {
         Stream {
             is_request,
-            state: State::Size,
-            buf: Vec::new(),
-            start_ns: 0,
+            framer: Framer::new(),
+            pending: None,
+            lost: false,
             last_ns: 0,
             carry: Vec::new(),
             carry_ns: 0,
@@ -903,142 +914,92 @@ impl Stream {
     }
 
     fn buffered(&self) -> usize {
-        self.buf.len() + self.carry.len()
+        self.framer.held() + self.carry.len()
     }
 
     fn process(&mut self, cx: &mut Cx, data: &[u8], ts: u64) {
-        let mut rest = data;
-        while !rest.is_empty() {
-            rest = match self.state {
-                State::Resync => self.resync(cx, rest, ts),
-                State::Skip { .. } => self.skip(cx, rest, ts),
-                State::Size | State::Prefix { .. } => self.collect(cx, rest, ts),
+        let mut pos = 0;
+        while pos < data.len() {
+            if self.lost {
+                pos = data.len() - self.resync(cx, &data[pos..], ts).len();
+                continue;
+            }
+            // A message starting in this chunk is looked at again from its second byte when it
+            // turns out implausible; one begun in an earlier chunk, from the bytes it held.
+            let (before, fresh) = (pos, !self.framer.busy());
+            let piece = self.framer.next_piece(data, &mut pos, ts, &SizeField { is_request: self.is_request });
+            let failed = match piece {
+                Ok(None) => break,
+                Ok(Some(Piece::Frame(head))) => {
+                    let parsed = if self.is_request {
+                        parse_request(head.body_len, head.body, cx.inflight)
+                    } else {
+                        parse_response(head.body, true, cx.inflight)
+                    };
+                    match parsed {
+                        Ok(mut msg) => {
+                            msg.start_ns = head.start_ns;
+                            msg.size = head.size + head.rest;
+                            if head.rest == 0 {
+                                msg.end_ns = ts;
+                                cx.out.push(msg);
+                            } else {
+                                self.pending = Some(msg);
+                            }
+                            None
+                        }
+                        Err(e) => {
+                            let held =
+                                (!fresh).then(|| [&(head.body_len as u32).to_be_bytes()[..], head.body].concat());
+                            Some((e, held))
+                        }
+                    }
+                }
+                Ok(Some(Piece::End { end_ns, .. })) => {
+                    if let Some(mut msg) = self.pending.take() {
+                        msg.end_ns = end_ns;
+                        cx.out.push(msg);
+                    }
+                    None
+                }
+                Err(e) => Some((e, (!fresh).then(|| self.framer.last_header().to_vec()))),
             };
+            if let Some((e, held)) = failed {
+                self.lose_track(cx, e, held.as_deref().unwrap_or_default());
+                if held.is_none() {
+                    pos = before + 1;
+                }
+            }
         }
         self.last_ns = ts;
     }
 
     /// Gives up on the current message and scans for the next one, from the second byte of what
-    /// was buffered (a real message may start inside a bogus header).
-    fn lose_track(&mut self, cx: &mut Cx, e: ParseError) {
+    /// was held of it (a real message may start inside a bogus header).
+    fn lose_track(&mut self, cx: &mut Cx, e: ParseError, held: &[u8]) {
         cx.err.get_or_insert(e);
-        self.state = State::Resync;
+        self.lost = true;
+        self.pending = None;
         self.carry.clear();
-        if self.buf.len() > 1 {
-            self.carry.extend_from_slice(&self.buf[1..]);
-        }
-        self.carry_ns = self.start_ns;
-        self.buf.clear();
-    }
-
-    fn check_size(&self, size: i32) -> Result<u64, ParseError> {
-        // A request holds at least api_key, api_version, correlation_id and client_id length.
-        let min = if self.is_request { 10 } else { 4 };
-        if (min..=MAX_SIZE).contains(&size) {
-            Ok(4 + size as u64)
-        } else {
-            Err(ParseError(format!("kafka: implausible message size {size}")))
-        }
-    }
-
-    /// Reads size and prefix: straight from `rest` when it holds them whole, else through `buf`.
-    fn collect<'d>(&mut self, cx: &mut Cx, rest: &'d [u8], ts: u64) -> &'d [u8] {
-        if self.buf.is_empty() && matches!(self.state, State::Size) {
-            self.start_ns = ts;
-            if rest.len() >= 4 {
-                let total = match self.check_size(be_i32(rest)) {
-                    Ok(total) => total,
-                    Err(e) => {
-                        self.lose_track(cx, e);
-                        return &rest[1..];
-                    }
-                };
-                let need = prefix_len(total);
-                if rest.len() >= need {
-                    if let Err(e) = self.on_prefix(cx, &rest[..need], total, ts) {
-                        self.lose_track(cx, e);
-                        return &rest[1..];
-                    }
-                    return &rest[need..];
-                }
-            }
-        }
-        let need = match self.state {
-            State::Prefix { total } => prefix_len(total),
-            _ => 4,
-        };
-        let n = (need - self.buf.len()).min(rest.len());
-        self.buf.extend_from_slice(&rest[..n]);
-        if self.buf.len() == need {
-            let result = match self.state {
-                State::Prefix { total } => {
-                    let buf = std::mem::take(&mut self.buf);
-                    let result = self.on_prefix(cx, &buf, total, ts);
-                    self.buf = buf;
-                    if result.is_ok() {
-                        self.buf.clear();
-                    }
-                    result
-                }
-                _ => self.check_size(be_i32(&self.buf)).map(|total| self.state = State::Prefix { total }),
-            };
-            if let Err(e) = result {
-                self.lose_track(cx, e);
-            }
-        }
-        &rest[n..]
-    }
-
-    /// A whole prefix is here: parse it, then emit the message or skip the rest of its body.
-    fn on_prefix(&mut self, cx: &mut Cx, prefix: &[u8], total: u64, ts: u64) -> Result<(), ParseError> {
-        let mut msg = if self.is_request {
-            parse_request(prefix, cx.inflight)?
-        } else {
-            parse_response(prefix, true, cx.inflight)?
-        };
-        msg.start_ns = self.start_ns;
-        msg.size = total;
-        let left = total - prefix.len() as u64;
-        if left == 0 {
-            msg.end_ns = ts;
-            cx.out.push(msg);
-            self.state = State::Size;
-        } else {
-            self.state = State::Skip { msg, left };
-        }
-        Ok(())
-    }
-
-    fn skip<'d>(&mut self, cx: &mut Cx, rest: &'d [u8], ts: u64) -> &'d [u8] {
-        let State::Skip { left, .. } = &mut self.state else {
-            return rest;
-        };
-        let n = (*left).min(rest.len() as u64) as usize;
-        *left -= n as u64;
-        if *left == 0 {
-            if let State::Skip { mut msg, .. } = std::mem::replace(&mut self.state, State::Size) {
-                msg.end_ns = ts;
-                cx.out.push(msg);
-            }
-        }
-        &rest[n..]
+        self.carry.extend_from_slice(held.get(1..).unwrap_or_default());
+        self.carry_ns = self.framer.start_ns();
+        self.framer.reset();
     }
 
     /// `n` uncaptured bytes: counted when they fall in the un-buffered rest of a parsed message
-    /// (record batches), as [`skip`](Self::skip) would; anywhere else (size, prefix, resync) they
-    /// cannot be placed.
+    /// (record batches); anywhere else (size, prefix, resync) they cannot be placed.
     fn skip_uncaptured(&mut self, n: u64, ts: u64, out: &mut Vec<Message>) -> bool {
-        let State::Skip { left, .. } = &mut self.state else {
-            return false;
-        };
-        if n > *left {
+        if self.pending.is_none() {
             return false;
         }
-        *left -= n;
-        if *left == 0 {
-            if let State::Skip { mut msg, .. } = std::mem::replace(&mut self.state, State::Size) {
-                msg.end_ns = ts;
-                out.push(msg);
+        match self.framer.skip(n, ts) {
+            None => return false,
+            Some(None) => {}
+            Some(Some(_)) => {
+                if let Some(mut msg) = self.pending.take() {
+                    msg.end_ns = ts;
+                    out.push(msg);
+                }
             }
         }
         // These bytes went by at `ts`: a later gap reports the message as ending there.
@@ -1064,7 +1025,7 @@ impl Stream {
             for i in 0..carry.len() {
                 match self.probe(cx, &joined[i..]) {
                     Probe::Yes => {
-                        self.state = State::Size;
+                        self.lost = false;
                         self.process(cx, &carry[i..], self.carry_ns);
                         return rest;
                     }
@@ -1083,7 +1044,7 @@ impl Stream {
             i += at;
             match self.probe(cx, &rest[i..]) {
                 Probe::Yes => {
-                    self.state = State::Size;
+                    self.lost = false;
                     return &rest[i..];
                 }
                 Probe::NeedMore => {
@@ -1100,30 +1061,27 @@ impl Stream {
     /// Bytes were lost: report the message in progress as partial (when enough of it was seen)
     /// and resynchronize on the next plausible message start.
     fn on_gap(&mut self, cx: &mut Cx) {
-        match std::mem::replace(&mut self.state, State::Resync) {
-            State::Skip { mut msg, left } => {
+        let cut = self.framer.cut(self.last_ns);
+        if let Some(mut msg) = self.pending.take() {
+            msg.partial = true;
+            msg.size = cut.map_or(msg.size, |f| f.size);
+            msg.end_ns = self.last_ns;
+            cx.out.push(msg);
+        } else if let Some(f) = cut {
+            let parsed = if self.is_request {
+                parse_request(f.body_len, f.body, cx.inflight)
+            } else {
+                parse_response(f.body, false, cx.inflight)
+            };
+            if let Ok(mut msg) = parsed {
                 msg.partial = true;
-                msg.size -= left;
+                msg.start_ns = f.start_ns;
                 msg.end_ns = self.last_ns;
+                msg.size = f.size;
                 cx.out.push(msg);
             }
-            State::Prefix { .. } => {
-                let parsed = if self.is_request {
-                    parse_request(&self.buf, cx.inflight)
-                } else {
-                    parse_response(&self.buf, false, cx.inflight)
-                };
-                if let Ok(mut msg) = parsed {
-                    msg.partial = true;
-                    msg.start_ns = self.start_ns;
-                    msg.end_ns = self.last_ns;
-                    msg.size = self.buf.len() as u64;
-                    cx.out.push(msg);
-                }
-            }
-            State::Size | State::Resync => {}
         }
-        self.buf.clear();
+        self.lost = true;
         self.carry.clear();
     }
 }

@@ -2,6 +2,7 @@
 //! clock, no kernel: everything here runs and is fuzzed anywhere.
 
 pub mod dns;
+mod framing;
 pub mod hpack;
 pub mod http1;
 pub mod http2;

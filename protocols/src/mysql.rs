@@ -30,6 +30,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::framing::{Frame, Framer, Head, Header};
 use crate::message::*;
 use crate::sql;
 
@@ -212,183 +213,38 @@ fn text(b: &[u8]) -> String {
     sql::statement(b)
 }
 
-/// One logical packet (continuation packets joined), as much of its payload as was kept.
-struct Packet<'a> {
-    /// Sequence id of the first packet and of the last (a continued payload spans several).
-    seq: u8,
-    last_seq: u8,
-    /// The first bytes of the payload (up to the side's cap).
-    payload: &'a [u8],
-    /// Payload length on the wire (all packets of a continued payload).
-    len: usize,
-    /// Wire bytes seen, headers included.
-    size: u64,
-    start_ns: u64,
-    end_ns: u64,
-    /// Cut by a gap.
-    partial: bool,
+/// One logical packet (continuation packets joined), as much of its payload as was kept: its
+/// tag is the sequence id of the first packet, `last_tag` of the last (a continued payload spans
+/// several), `body_len` the payload's length on the wire.
+type Packet<'a> = Frame<'a, u8>;
+
+/// The packet header: payload length and sequence id. A payload of [`CONTINUED`] bytes goes on
+/// in the next packet; at most `keep` payload bytes of each logical packet are kept.
+struct Layout {
+    keep: usize,
 }
 
-/// Splits one direction into logical packets, keeping at most `cap` payload bytes of each and
-/// skipping the rest.
-struct Framer {
-    cap: usize,
-    hdr: [u8; HEADER],
-    hdr_have: usize,
-    in_body: bool,
-    body_left: usize,
-    /// The payload continues in the next packet.
-    more: bool,
-    seq: u8,
-    last_seq: u8,
-    len: usize,
-    size: u64,
-    start_ns: u64,
-    prefix: Vec<u8>,
+impl Layout {
+    fn of(side: Side) -> Self {
+        let keep = match side {
+            Side::Request => REQUEST_CAP,
+            Side::Response => RESPONSE_CAP,
+        };
+        Layout { keep }
+    }
 }
 
-impl Framer {
-    fn new(cap: usize) -> Self {
-        Framer {
-            cap,
-            hdr: [0; HEADER],
-            hdr_have: 0,
-            in_body: false,
-            body_left: 0,
-            more: false,
-            seq: 0,
-            last_seq: 0,
-            len: 0,
-            size: 0,
-            start_ns: 0,
-            prefix: Vec::new(),
-        }
+impl Header for Layout {
+    type Tag = u8;
+    type Error = std::convert::Infallible;
+
+    fn header_len(&self) -> usize {
+        HEADER
     }
 
-    fn busy(&self) -> bool {
-        self.hdr_have > 0 || self.in_body || self.more
-    }
-
-    fn held(&self) -> usize {
-        if self.busy() {
-            self.hdr_have + self.prefix.len()
-        } else {
-            0
-        }
-    }
-
-    /// The next complete packet in `chunk[*pos..]`, or `None` once the chunk is used up.
-    fn next<'a>(&'a mut self, chunk: &'a [u8], pos: &mut usize, ts: u64) -> Option<Packet<'a>> {
-        loop {
-            let rest = &chunk[*pos..];
-            if !self.in_body {
-                if rest.is_empty() {
-                    return None;
-                }
-                if !self.busy() {
-                    // Fast path: a whole single packet in the chunk is read in place.
-                    if rest.len() >= HEADER {
-                        let len = le24(rest);
-                        if len < CONTINUED && rest.len() >= HEADER + len {
-                            *pos += HEADER + len;
-                            let payload = &rest[HEADER..HEADER + len.min(self.cap)];
-                            let size = (HEADER + len) as u64;
-                            let seq = rest[3];
-                            return Some(Packet {
-                                seq,
-                                last_seq: seq,
-                                payload,
-                                len,
-                                size,
-                                start_ns: ts,
-                                end_ns: ts,
-                                partial: false,
-                            });
-                        }
-                    }
-                    self.start_ns = ts;
-                    self.prefix.clear();
-                    self.len = 0;
-                    self.size = 0;
-                }
-                let take = (HEADER - self.hdr_have).min(rest.len());
-                self.hdr[self.hdr_have..self.hdr_have + take].copy_from_slice(&rest[..take]);
-                self.hdr_have += take;
-                *pos += take;
-                if self.hdr_have < HEADER {
-                    return None;
-                }
-                self.hdr_have = 0;
-                let len = le24(&self.hdr);
-                if !self.more {
-                    self.seq = self.hdr[3];
-                }
-                self.last_seq = self.hdr[3];
-                self.size += HEADER as u64;
-                self.len += len;
-                self.more = len == CONTINUED;
-                self.in_body = true;
-                self.body_left = len;
-            }
-            let take = self.body_left.min(chunk.len() - *pos);
-            let keep = take.min(self.cap - self.prefix.len());
-            self.prefix.extend_from_slice(&chunk[*pos..*pos + keep]);
-            *pos += take;
-            self.size += take as u64;
-            self.body_left -= take;
-            if self.body_left > 0 {
-                return None;
-            }
-            self.in_body = false;
-            if !self.more {
-                let (seq, last_seq, len, size, start_ns) =
-                    (self.seq, self.last_seq, self.len, self.size, self.start_ns);
-                return Some(Packet {
-                    seq,
-                    last_seq,
-                    payload: &self.prefix,
-                    len,
-                    size,
-                    start_ns,
-                    end_ns: ts,
-                    partial: false,
-                });
-            }
-        }
-    }
-
-    /// Counts `n` uncaptured bytes of the payload being skipped, as [`next`](Self::next) would
-    /// had they been read. `None` when they cannot be placed: in a header, in the part of a
-    /// payload that is kept (its fields are needed), or past the packet's end. `Some(Some(p))`
-    /// when they end a logical packet.
-    fn skip(&mut self, n: u64, ts: u64) -> Option<Option<Packet<'_>>> {
-        let n = usize::try_from(n).ok()?;
-        if !self.in_body || self.prefix.len() < self.cap || n > self.body_left {
-            return None;
-        }
-        self.size += n as u64;
-        self.body_left -= n;
-        if self.body_left > 0 {
-            return Some(None);
-        }
-        self.in_body = false;
-        if self.more {
-            // The payload continues in the next packet, whose header comes next.
-            return Some(None);
-        }
-        let (seq, last_seq, len, size, start_ns) = (self.seq, self.last_seq, self.len, self.size, self.start_ns);
-        Some(Some(Packet { seq, last_seq, payload: &self.prefix, len, size, start_ns, end_ns: ts, partial: false }))
-    }
-
-    /// Drops the packet in progress; returns what was read of it when its header was complete.
-    fn cut(&mut self, ts: u64) -> Option<Packet<'_>> {
-        let had = self.in_body || self.more;
-        self.hdr_have = 0;
-        self.in_body = false;
-        self.more = false;
-        self.body_left = 0;
-        let (seq, last_seq, len, size, start_ns) = (self.seq, self.last_seq, self.len, self.size, self.start_ns);
-        had.then(|| Packet { seq, last_seq, payload: &self.prefix, len, size, start_ns, end_ns: ts, partial: true })
+    fn read(&self, h: &[u8]) -> Result<Head<u8>, Self::Error> {
+        let len = le24(h);
+        Ok(Head { tag: h[3], body: len, keep: self.keep, continued: len == CONTINUED })
     }
 }
 
@@ -536,7 +392,7 @@ struct Conn {
 /// Parser of one MySQL connection (both directions). `MysqlParser::new()` takes no arguments: the
 /// capabilities come from the handshake when it is seen.
 pub struct MysqlParser {
-    framers: [Framer; 2],
+    framers: [Framer<u8>; 2],
     conn: Conn,
 }
 
@@ -549,7 +405,7 @@ impl Default for MysqlParser {
 impl MysqlParser {
     pub fn new() -> Self {
         MysqlParser {
-            framers: [Framer::new(REQUEST_CAP), Framer::new(RESPONSE_CAP)],
+            framers: [Framer::new(), Framer::new()],
             conn: Conn {
                 server_caps: None,
                 client_caps: None,
@@ -572,7 +428,7 @@ impl MysqlParser {
         match side {
             Side::Request => {
                 let cut = self.framers[0].cut(ts);
-                if let Some(p) = cut.filter(|p| p.seq == 0 && !p.payload.is_empty() && conn.client != Sync::Lost) {
+                if let Some(p) = cut.filter(|p| p.tag == 0 && !p.body.is_empty() && conn.client != Sync::Lost) {
                     conn.command(&p, out);
                 }
                 conn.client = Sync::Lost;
@@ -609,7 +465,8 @@ impl Parser for MysqlParser {
         }
         let i = side as usize;
         let mut pos = 0;
-        while let Some(p) = self.framers[i].next(chunk, &mut pos, ts_ns) {
+        let layout = Layout::of(side);
+        while let Ok(Some(p)) = self.framers[i].next(chunk, &mut pos, ts_ns, &layout) {
             self.conn.packet(side, &p, out);
             if self.conn.opaque {
                 break;
@@ -628,7 +485,7 @@ impl Parser for MysqlParser {
             return true;
         }
         let i = side as usize;
-        match self.framers[i].skip(n, ts_ns) {
+        match self.framers[i].skip_frame(n, ts_ns) {
             None => false,
             Some(None) => true,
             Some(Some(p)) => {
@@ -694,18 +551,18 @@ impl Conn {
     fn client_packet(&mut self, p: &Packet, out: &mut Vec<Message>) {
         if self.client == Sync::Fresh {
             self.client = Sync::Synced;
-            if p.seq == 1 {
+            if p.tag == 1 {
                 return self.handshake_response(p, out);
             }
         }
         // Other sequence ids continue an exchange: auth data, LOCAL INFILE contents.
-        if p.seq == 0 && !p.payload.is_empty() {
+        if p.tag == 0 && !p.body.is_empty() {
             self.command(p, out);
         }
     }
 
     fn handshake_response(&mut self, p: &Packet, out: &mut Vec<Message>) {
-        let pl = p.payload;
+        let pl = p.body;
         if pl.len() < 4 {
             return;
         }
@@ -730,7 +587,7 @@ impl Conn {
         m.target = db.filter(|d| !d.is_empty()).map(text);
         m.attributes.push(("db.user", text(user)));
         out.push(m);
-        self.expect(Kind::Auth, p.last_seq, None);
+        self.expect(Kind::Auth, p.last_tag, None);
     }
 
     fn expect(&mut self, kind: Kind, seq: u8, sql: Option<String>) {
@@ -741,7 +598,7 @@ impl Conn {
     }
 
     fn command(&mut self, p: &Packet, out: &mut Vec<Message>) {
-        let pl = p.payload;
+        let pl = p.body;
         let cmd = pl[0];
         let stmt_id = pl.get(1..5).map(le32);
         let (kind, op) = match cmd {
@@ -758,14 +615,14 @@ impl Conn {
                 let mut m = request(p, op);
                 m.target = sql;
                 out.push(m);
-                return self.expect(Kind::Query, p.last_seq, None);
+                return self.expect(Kind::Query, p.last_tag, None);
             }
             COM_STMT_PREPARE => {
                 let sql = text(&pl[1..]);
                 let mut m = request(p, "PREPARE".into());
                 m.target = Some(sql.clone());
                 out.push(m);
-                return self.expect(Kind::Prepare, p.last_seq, Some(sql));
+                return self.expect(Kind::Prepare, p.last_tag, Some(sql));
             }
             COM_STMT_EXECUTE | COM_STMT_BULK_EXECUTE => {
                 (Kind::Query, if cmd == COM_STMT_EXECUTE { "EXECUTE" } else { "STMT_BULK_EXECUTE" })
@@ -793,7 +650,7 @@ impl Conn {
             _ => {}
         }
         out.push(m);
-        self.expect(kind, p.last_seq, None);
+        self.expect(kind, p.last_tag, None);
     }
 
     /// The statement of a COM_QUERY, after the query attributes when there are any (only an
@@ -825,8 +682,8 @@ impl Conn {
             None => {
                 if self.server == Sync::Fresh {
                     self.server = Sync::Synced;
-                    if p.seq == 0 && p.payload.first() == Some(&10) {
-                        return self.greeting(p.payload);
+                    if p.tag == 0 && p.body.first() == Some(&10) {
+                        return self.greeting(p.body);
                     }
                 }
                 // A response with no command waiting began before capture: skipped.
@@ -834,7 +691,7 @@ impl Conn {
                 Response::new(pending, p.start_ns)
             }
         };
-        if r.next_seq.is_some_and(|s| s != p.seq) {
+        if r.next_seq.is_some_and(|s| s != p.tag) {
             return self.out_of_sequence(r, p, out);
         }
         r.size += p.size;
@@ -842,7 +699,7 @@ impl Conn {
         r.partial |= p.partial;
         match self.step(&mut r, p) {
             Step::More => {
-                r.next_seq = (r.stage != Stage::UntilOkErr).then(|| p.seq.wrapping_add(1));
+                r.next_seq = (r.stage != Stage::UntilOkErr).then(|| p.tag.wrapping_add(1));
                 self.resp = Some(r);
             }
             Step::Done(status) => {
@@ -866,14 +723,14 @@ impl Conn {
         let status = matches!(r.stage, Stage::Skip(_)).then_some("OK");
         r.partial = true;
         out.push(r.finish(status));
-        if self.pending.front().is_some_and(|n| n.seq.wrapping_add(1) == p.seq) {
+        if self.pending.front().is_some_and(|n| n.seq.wrapping_add(1) == p.tag) {
             return self.server_packet(p, out);
         }
-        self.fail(Side::Response, format!("packet out of sequence ({})", p.seq));
+        self.fail(Side::Response, format!("packet out of sequence ({})", p.tag));
     }
 
     fn step(&mut self, r: &mut Response, p: &Packet) -> Step {
-        let pl = p.payload;
+        let pl = p.body;
         let first = pl.first().copied();
         // Definitions never start with 0xff; anywhere else it is an ERR ending the response.
         if first == Some(0xff) && !matches!(r.stage, Stage::Columns(_) | Stage::Skip(_)) {
@@ -897,7 +754,7 @@ impl Conn {
                 };
                 Step::More
             }
-            Stage::ColumnsEof if first == Some(0xfe) && p.len < 9 => {
+            Stage::ColumnsEof if first == Some(0xfe) && p.body_len < 9 => {
                 if eof_status(pl) & SERVER_STATUS_CURSOR_EXISTS != 0 {
                     return Step::Done("OK");
                 }
@@ -920,14 +777,14 @@ impl Conn {
                     Step::Done("OK")
                 }
             }
-            Stage::UntilEof if first == Some(0xfe) && p.len < 9 => Step::Done("OK"),
+            Stage::UntilEof if first == Some(0xfe) && p.body_len < 9 => Step::Done("OK"),
             Stage::UntilEof => Step::More,
         }
     }
 
     /// The first packet of a response (or of the next result in a multi-result response).
     fn first(&mut self, r: &mut Response, p: &Packet) -> Step {
-        let pl = p.payload;
+        let pl = p.body;
         match (r.kind, pl.first().copied()) {
             (Kind::Statistics, _) => Step::Done("OK"),
             (Kind::Simple | Kind::Query, Some(0x00)) => self.ok(r, pl),
@@ -981,13 +838,13 @@ impl Conn {
 
     fn row(&mut self, r: &mut Response, p: &Packet) -> Step {
         let limit = if self.deprecate_eof { CONTINUED } else { 9 };
-        if p.payload.first() != Some(&0xfe) || p.len >= limit {
+        if p.body.first() != Some(&0xfe) || p.body_len >= limit {
             *r.rows.get_or_insert(0) += 1;
             return Step::More;
         }
         // EOF, or OK with a 0xfe header: its status flags sit at the same offset when the
         // affected rows and insert id are small, and ok_fields reads them either way.
-        let status = if self.deprecate_eof { ok_fields(p.payload).1 } else { eof_status(p.payload) };
+        let status = if self.deprecate_eof { ok_fields(p.body).1 } else { eof_status(p.body) };
         if r.kind != Kind::Fetch && status & SERVER_MORE_RESULTS_EXISTS != 0 {
             r.stage = Stage::First;
             return Step::More;

@@ -2,7 +2,8 @@
 //!
 //! Wire: after the startup phase (messages of an int32 length and an int32 code), every message is
 //! a type byte, an int32 length counting itself, and a body. The server answers an SSLRequest or
-//! GSSENCRequest with a single byte. A response runs until ReadyForQuery (`Z`).
+//! GSSENCRequest with a single byte. A response runs until ReadyForQuery (`Z`), except the answer
+//! to an Execute followed by another one before the Sync (pipelines, below).
 //!
 //! Messages (key always [`MatchKey::Fifo`]):
 //! - Startup: the StartupMessage is a request `CONNECT` (target = `database`, or the user name it
@@ -12,15 +13,31 @@
 //!   `S` (TLS) or `G` (GSS encryption) ends parsing. CancelRequest emits nothing.
 //! - Simple query `Q`: operation = SQL verb (`QUERY` when none), target = the statement (cut to
 //!   4096 bytes); several statements in one `Q` are one request.
-//! - Extended protocol: one request per Sync: operation = verb of the query executed (the first
-//!   Execute: through its portal to the statement bound, from a Parse in this batch or before),
-//!   else of the batch's last Parse, else `EXECUTE` (statement not seen) or `SYNC`; target = that
-//!   query; attribute `db.extended` = `true`.
+//! - Extended protocol (a batch: the messages up to a Sync): one request per Execute, since a batch
+//!   may hold several (libpq's and psycopg's pipeline mode send many Parse/Bind/Execute before one
+//!   Sync). Operation = verb of the query the Execute runs (through its portal to the statement
+//!   bound, from a Parse in this batch or before), else of the last Parse of its request, else
+//!   `EXECUTE` (statement not seen); target = that query; attribute `db.extended` = `true`. An
+//!   Execute's request spans the client messages after the previous Execute up to its own; the
+//!   last one's runs on to the Sync (so a batch of one Execute is one request from its first
+//!   message to its Sync). A batch without Execute (Parse, Describe or Close, then Sync) is one
+//!   request: verb of its last Parse, else `SYNC`.
 //! - `F` function call: operation `FUNCTION_CALL`.
 //! - Responses: status `OK` / `ERR`; `error` = `SQLSTATE <code>: <message>` from the first
 //!   ErrorResponse; `db.rows` = DataRow count (when rows or a RowDescription came),
 //!   `db.command_tag` = the last CommandComplete tag, `db.copy_messages` = CopyData messages of a
 //!   COPY TO. Rows and copy data are skipped by length, never buffered.
+//! - Responses in a batch: an Execute's response runs from the server's first message after the
+//!   previous Execute's response (ParseComplete, BindComplete, RowDescription, ...) to the
+//!   message that ends its execution: CommandComplete, EmptyQueryResponse, PortalSuspended or
+//!   ErrorResponse. The last Execute's response runs on to the batch's ReadyForQuery (a batch of
+//!   one Execute, or of none, is answered from its first reply to its ReadyForQuery, as a simple
+//!   query is). After an ErrorResponse the server skips the rest of the batch up to the Sync: each
+//!   Execute it skipped gets a response `ERR` with error [`PIPELINE_ABORTED`] when the
+//!   ReadyForQuery comes (the first of them carries the ReadyForQuery's bytes, the others none),
+//!   which is how libpq reports them to the application (`PGRES_PIPELINE_ABORTED`). So every
+//!   request is answered exactly once, in order. (An Execute the server left unanswered without
+//!   an error, because response bytes were lost, gets a partial response without status.)
 //! - Terminate `X` emits nothing (it has no response; the FIFO matcher would pair it with the
 //!   next one). Notifications, notices and ParameterStatus outside a response are skipped.
 //!
@@ -30,6 +47,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::framing::{Frame, Framer, Head, Header};
 use crate::message::*;
 use crate::sql;
 
@@ -49,6 +67,8 @@ const TAG_CAP: usize = 256;
 const MAX_PENDING: usize = 1024;
 /// Named statements and portals remembered per connection.
 const MAX_NAMES: usize = 1024;
+/// The error of an Execute the server skipped because an earlier message of its batch failed.
+pub const PIPELINE_ABORTED: &str = "pipeline aborted: not executed after an earlier error in the batch";
 
 const CLIENT_TYPES: &[u8] = b"QPBEDCSHXFpdcf";
 const SERVER_TYPES: &[u8] = b"RSKZECDTtn123sIGHWdcVvAN";
@@ -207,173 +227,45 @@ enum Mode {
     Byte,
 }
 
-/// One message, as much of its body as was kept.
-struct Msg<'a> {
-    /// Type byte; 0 for startup-phase messages.
-    kind: u8,
-    body: &'a [u8],
-    size: u64,
-    start_ns: u64,
-    end_ns: u64,
-    partial: bool,
-}
+/// One message, as much of its body as was kept; its tag is the type byte (0 for startup-phase
+/// messages, the byte itself for a one-byte answer).
+type Msg<'a> = Frame<'a, u8>;
 
-/// Splits one direction into messages, keeping at most a per-type cap of each body and skipping
-/// the rest.
-struct Framer {
+/// The header of a message from `side` framed as `mode`, and how much of each body is kept: the
+/// statement and names of client messages, the tag of a CommandComplete, the text of an
+/// ErrorResponse; rows and copy data are skipped.
+struct Layout {
     side: Side,
-    hdr: [u8; 5],
-    hdr_have: usize,
-    hdr_need: usize,
-    in_body: bool,
-    body_left: usize,
-    kind: u8,
-    cap: usize,
-    size: u64,
-    start_ns: u64,
-    prefix: Vec<u8>,
+    mode: Mode,
 }
 
-impl Framer {
-    fn new(side: Side) -> Self {
-        Framer {
-            side,
-            hdr: [0; 5],
-            hdr_have: 0,
-            hdr_need: 5,
-            in_body: false,
-            body_left: 0,
-            kind: 0,
-            cap: 0,
-            size: 0,
-            start_ns: 0,
-            prefix: Vec::new(),
+impl Header for Layout {
+    type Tag = u8;
+    type Error = String;
+
+    fn header_len(&self) -> usize {
+        match self.mode {
+            Mode::Typed => 5,
+            Mode::Startup => 4,
+            Mode::Byte => 1,
         }
     }
 
-    fn held(&self) -> usize {
-        if self.hdr_have > 0 || self.in_body {
-            self.hdr_have + self.prefix.len()
-        } else {
-            0
-        }
-    }
-
-    /// Body bytes worth keeping of a message of type `kind`.
-    fn cap(&self, kind: u8) -> usize {
-        match (self.side, kind) {
+    fn read(&self, h: &[u8]) -> Result<Head<u8>, String> {
+        let (kind, body) = match self.mode {
+            Mode::Typed => typed_header(self.side, h)?,
+            Mode::Startup => startup_header(h)?,
+            Mode::Byte => (h[0], 0),
+        };
+        let keep = match (self.side, kind) {
             (Side::Request, b'd' | b'p') => 0,
             (Side::Request, _) => REQUEST_CAP,
             (Side::Response, b'E') => ERROR_CAP,
             (Side::Response, b'C') => TAG_CAP,
             (Side::Response, b'Z') => 1,
             (Side::Response, _) => 0,
-        }
-    }
-
-    fn header(&self, mode: Mode, h: &[u8]) -> Result<(u8, usize), String> {
-        match mode {
-            Mode::Startup => startup_header(h),
-            _ => typed_header(self.side, h),
-        }
-    }
-
-    /// The next complete message in `chunk[*pos..]`, `Ok(None)` once the chunk is used up.
-    fn next<'a>(
-        &'a mut self,
-        chunk: &'a [u8],
-        pos: &mut usize,
-        ts: u64,
-        mode: Mode,
-    ) -> Result<Option<Msg<'a>>, String> {
-        if !self.in_body {
-            let rest = &chunk[*pos..];
-            if rest.is_empty() {
-                return Ok(None);
-            }
-            if self.hdr_have == 0 {
-                self.start_ns = ts;
-                self.prefix.clear();
-                if mode == Mode::Byte {
-                    *pos += 1;
-                    return Ok(Some(Msg {
-                        kind: rest[0],
-                        body: &[],
-                        size: 1,
-                        start_ns: ts,
-                        end_ns: ts,
-                        partial: false,
-                    }));
-                }
-                self.hdr_need = if mode == Mode::Startup { 4 } else { 5 };
-                // Fast path: a whole message in the chunk is read in place.
-                let need = self.hdr_need;
-                if rest.len() >= need {
-                    let (kind, len) = self.header(mode, rest)?;
-                    if rest.len() - need >= len {
-                        *pos += need + len;
-                        let body = &rest[need..need + len.min(self.cap(kind))];
-                        let size = (need + len) as u64;
-                        return Ok(Some(Msg { kind, body, size, start_ns: ts, end_ns: ts, partial: false }));
-                    }
-                }
-            }
-            let take = (self.hdr_need - self.hdr_have).min(rest.len());
-            self.hdr[self.hdr_have..self.hdr_have + take].copy_from_slice(&rest[..take]);
-            self.hdr_have += take;
-            *pos += take;
-            if self.hdr_have < self.hdr_need {
-                return Ok(None);
-            }
-            let (kind, len) = self.header(mode, &self.hdr[..self.hdr_need])?;
-            self.hdr_have = 0;
-            self.kind = kind;
-            self.cap = self.cap(kind);
-            self.size = self.hdr_need as u64;
-            self.in_body = true;
-            self.body_left = len;
-        }
-        let take = self.body_left.min(chunk.len() - *pos);
-        let keep = take.min(self.cap - self.prefix.len());
-        self.prefix.extend_from_slice(&chunk[*pos..*pos + keep]);
-        *pos += take;
-        self.size += take as u64;
-        self.body_left -= take;
-        if self.body_left > 0 {
-            return Ok(None);
-        }
-        self.in_body = false;
-        let (kind, size, start_ns) = (self.kind, self.size, self.start_ns);
-        Ok(Some(Msg { kind, body: &self.prefix, size, start_ns, end_ns: ts, partial: false }))
-    }
-
-    /// Counts `n` uncaptured bytes of the body being skipped, as [`next`](Self::next) would had
-    /// they been read. `None` when they cannot be placed: in a header, in the part of a body that
-    /// is kept (its fields are needed), or past the body's end. `Some(Some(msg))` when they end
-    /// the message.
-    fn skip(&mut self, n: u64, ts: u64) -> Option<Option<Msg<'_>>> {
-        let n = usize::try_from(n).ok()?;
-        if !self.in_body || self.prefix.len() < self.cap || n > self.body_left {
-            return None;
-        }
-        self.size += n as u64;
-        self.body_left -= n;
-        if self.body_left > 0 {
-            return Some(None);
-        }
-        self.in_body = false;
-        let (kind, size, start_ns) = (self.kind, self.size, self.start_ns);
-        Some(Some(Msg { kind, body: &self.prefix, size, start_ns, end_ns: ts, partial: false }))
-    }
-
-    /// Drops the message in progress; returns what was read of it when its header was complete.
-    fn cut(&mut self, ts: u64) -> Option<Msg<'_>> {
-        let had = self.in_body;
-        self.hdr_have = 0;
-        self.in_body = false;
-        self.body_left = 0;
-        let (kind, size, start_ns) = (self.kind, self.size, self.start_ns);
-        had.then(|| Msg { kind, body: &self.prefix, size, start_ns, end_ns: ts, partial: true })
+        };
+        Ok(Head { tag: kind, body, keep, continued: false })
     }
 }
 
@@ -384,21 +276,86 @@ enum Owed {
     EncryptionAnswer,
     /// Messages until ReadyForQuery; `startup`: the answer to a StartupMessage.
     Reply { startup: bool },
+    /// The answer to one Execute of extended batch `batch` (to the whole batch when it has no
+    /// Execute): it ends with the Execute's end (CommandComplete, EmptyQueryResponse,
+    /// PortalSuspended, ErrorResponse) when the batch owes another answer after it, else with
+    /// the batch's ReadyForQuery.
+    Execute { batch: u64 },
 }
 
-/// An extended-protocol batch: the messages up to a Sync.
-struct Batch {
+/// Client messages of an extended batch that make one request.
+struct Part {
     start_ns: u64,
     end_ns: u64,
     size: u64,
-    /// The first Execute's query (`Some(None)`: executed, query unknown).
-    executed: Option<Option<String>>,
+    /// The last Parse's query.
     parsed: Option<String>,
     partial: bool,
 }
 
+impl Part {
+    fn new(start_ns: u64, partial: bool) -> Self {
+        Part { start_ns, end_ns: start_ns, size: 0, parsed: None, partial }
+    }
+
+    fn add(&mut self, m: &Msg) {
+        self.size += m.size;
+        self.end_ns = m.end_ns;
+        self.partial |= m.partial;
+    }
+
+    /// The messages that followed (up to the Sync) belong to this request too.
+    fn extend(&mut self, later: Part) {
+        self.size += later.size;
+        self.end_ns = later.end_ns;
+        self.partial |= later.partial;
+        if later.parsed.is_some() {
+            self.parsed = later.parsed;
+        }
+    }
+
+    /// The request: `executed` is the query of its Execute (`Some(None)`: executed, query not
+    /// seen); `None` for a batch without Execute.
+    fn request(self, executed: Option<Option<String>>) -> Message {
+        let execute = executed.is_some();
+        let query = executed.flatten().or(self.parsed);
+        let op = match &query {
+            Some(q) => sql::verb(q).unwrap_or_else(|| "QUERY".into()),
+            None if execute => "EXECUTE".into(),
+            None => "SYNC".into(),
+        };
+        Message {
+            side: Some(Side::Request),
+            key: Some(MatchKey::Fifo),
+            start_ns: self.start_ns,
+            end_ns: self.end_ns,
+            size: self.size,
+            operation: Some(op),
+            target: query,
+            attributes: vec![("db.extended", "true".to_string())],
+            partial: self.partial,
+            ..Default::default()
+        }
+    }
+}
+
+/// An extended-protocol batch: the messages up to a Sync.
+struct Batch {
+    id: u64,
+    /// The request of the batch's latest Execute and the query that Execute runs: held until the
+    /// next Execute or the Sync shows whether the messages after it are its own.
+    executed: Option<(Part, Option<String>)>,
+    /// Messages since the latest Execute (or the batch's start).
+    tail: Option<Part>,
+}
+
 struct Response {
     startup: bool,
+    /// The extended batch this answers an Execute of.
+    batch: Option<u64>,
+    /// The Execute's end came (CommandComplete, EmptyQueryResponse, PortalSuspended or
+    /// ErrorResponse).
+    executed: bool,
     start_ns: u64,
     end_ns: u64,
     size: u64,
@@ -461,7 +418,11 @@ struct Conn {
     opaque: bool,
     owed: VecDeque<Owed>,
     batch: Option<Batch>,
+    /// Extended batches begun: the id of the latest.
+    batches: u64,
     resp: Option<Response>,
+    /// The latest batch with an Execute that failed: the server skips the rest of it.
+    failed_batch: Option<u64>,
     statements: HashMap<Vec<u8>, String>,
     portals: HashMap<Vec<u8>, Option<String>>,
     error: Option<ParseError>,
@@ -470,7 +431,7 @@ struct Conn {
 /// Parser of one PostgreSQL connection (both directions). `PostgresParser::new()` takes no
 /// arguments.
 pub struct PostgresParser {
-    framers: [Framer; 2],
+    framers: [Framer<u8>; 2],
     conn: Conn,
 }
 
@@ -483,7 +444,7 @@ impl Default for PostgresParser {
 impl PostgresParser {
     pub fn new() -> Self {
         PostgresParser {
-            framers: [Framer::new(Side::Request), Framer::new(Side::Response)],
+            framers: [Framer::new(), Framer::new()],
             conn: Conn {
                 client: Sync::Fresh,
                 server: Sync::Fresh,
@@ -493,7 +454,9 @@ impl PostgresParser {
                 opaque: false,
                 owed: VecDeque::new(),
                 batch: None,
+                batches: 0,
                 resp: None,
+                failed_batch: None,
                 statements: HashMap::new(),
                 portals: HashMap::new(),
                 error: None,
@@ -506,11 +469,11 @@ impl PostgresParser {
         let cut = self.framers[side as usize].cut(ts);
         match side {
             Side::Request => {
-                if let Some(m) = cut.filter(|m| m.kind != 0) {
+                if let Some(m) = cut.filter(|m| m.tag != 0) {
                     conn.client_message(&m, false, out);
                 }
                 if let Some(b) = conn.batch.as_mut() {
-                    b.partial = true;
+                    b.tail.get_or_insert_with(|| Part::new(ts, false)).partial = true;
                 }
                 conn.client = Sync::Lost;
                 conn.quiet[0] = true;
@@ -552,11 +515,10 @@ impl Parser for PostgresParser {
             }
             let mode = self.conn.mode(side, chunk[pos]);
             let before = pos;
-            match self.framers[i].next(chunk, &mut pos, ts_ns, mode) {
+            match self.framers[i].next(chunk, &mut pos, ts_ns, &Layout { side, mode }) {
                 Ok(Some(m)) => self.conn.message(side, &m, out),
                 Ok(None) => break,
                 Err(reason) => {
-                    self.framers[i].cut(ts_ns);
                     self.conn.fail(side, reason);
                     // Look for the next boundary past the bad header's first byte.
                     pos = (before + 1).min(chunk.len());
@@ -571,7 +533,7 @@ impl Parser for PostgresParser {
             // Nothing is parsed any more: there is no step to keep.
             return true;
         }
-        match self.framers[side as usize].skip(n, ts_ns) {
+        match self.framers[side as usize].skip_frame(n, ts_ns) {
             None => false,
             Some(None) => true,
             Some(Some(m)) => {
@@ -651,7 +613,7 @@ impl Conn {
         // Only the message right after a resync may belong to something begun before it.
         let resumed = std::mem::take(&mut self.resumed[side as usize]);
         match side {
-            Side::Request if m.kind == 0 => self.startup_message(m, out),
+            Side::Request if m.tag == 0 => self.startup_message(m, out),
             Side::Request => self.client_message(m, resumed, out),
             Side::Response => self.server_message(m, resumed, out),
         }
@@ -694,7 +656,7 @@ impl Conn {
 
     fn client_message(&mut self, m: &Msg, resumed: bool, out: &mut Vec<Message>) {
         let body = m.body;
-        match m.kind {
+        match m.tag {
             b'Q' => {
                 let sql = text(cstring(body).0);
                 let op = sql::verb(&sql).unwrap_or_else(|| "QUERY".into());
@@ -716,33 +678,39 @@ impl Conn {
     }
 
     fn extended(&mut self, m: &Msg, resumed: bool, out: &mut Vec<Message>) {
-        if self.batch.is_none() {
-            self.owe(Owed::Reply { startup: false });
-        }
-        let batch = self.batch.get_or_insert(Batch {
-            start_ns: m.start_ns,
-            end_ns: m.start_ns,
-            size: 0,
-            executed: None,
-            parsed: None,
-            partial: resumed,
-        });
-        batch.size += m.size;
-        batch.end_ns = m.end_ns;
-        batch.partial |= m.partial;
+        let mut batch = match self.batch.take() {
+            Some(b) => b,
+            None => {
+                self.batches += 1;
+                self.owe(Owed::Execute { batch: self.batches });
+                Batch { id: self.batches, executed: None, tail: None }
+            }
+        };
+        let mut tail = batch.tail.take().unwrap_or_else(|| Part::new(m.start_ns, resumed));
+        tail.add(m);
         let (name, rest) = cstring(m.body);
-        match m.kind {
+        match m.tag {
             b'P' => {
                 let query = text(cstring(rest).0);
                 remember(&mut self.statements, name, query.clone());
-                batch.parsed = Some(query);
+                tail.parsed = Some(query);
             }
             b'B' => {
                 let statement = self.statements.get(cstring(rest).0).cloned();
                 remember(&mut self.portals, name, statement);
             }
-            b'E' if batch.executed.is_none() => {
-                batch.executed = Some(self.portals.get(name).cloned().flatten());
+            b'E' => {
+                let query = self.portals.get(name).cloned().flatten();
+                // Another Execute: the previous one's request ends where this one's began, and
+                // the batch owes one more answer.
+                if let Some((part, query)) = batch.executed.replace((tail, query)) {
+                    out.push(part.request(Some(query)));
+                    self.owe(Owed::Execute { batch: batch.id });
+                    // The server may have answered the previous one already (after a Flush).
+                    self.end_executed(out);
+                }
+                self.batch = Some(batch);
+                return;
             }
             b'C' => {
                 let (which, name) = m.body.split_first().map_or((0, &[][..]), |(w, r)| (*w, cstring(r).0));
@@ -751,79 +719,121 @@ impl Conn {
                     _ => self.portals.remove(name).flatten(),
                 };
             }
-            b'S' => self.end_batch(out),
+            b'S' => {
+                let request = match batch.executed {
+                    Some((mut part, query)) => {
+                        part.extend(tail);
+                        part.request(Some(query))
+                    }
+                    None => tail.request(None),
+                };
+                out.push(request);
+                return;
+            }
             _ => {}
         }
+        batch.tail = Some(tail);
+        self.batch = Some(batch);
     }
 
-    fn end_batch(&mut self, out: &mut Vec<Message>) {
-        let Some(b) = self.batch.take() else { return };
-        let executed = b.executed.is_some();
-        let query = match b.executed {
-            Some(q) => q.or(b.parsed),
-            None => b.parsed,
-        };
-        let op = match &query {
-            Some(q) => sql::verb(q).unwrap_or_else(|| "QUERY".into()),
-            None if executed => "EXECUTE".into(),
-            None => "SYNC".into(),
-        };
-        let attributes = vec![("db.extended", "true".to_string())];
-        out.push(Message {
-            side: Some(Side::Request),
-            key: Some(MatchKey::Fifo),
-            start_ns: b.start_ns,
-            end_ns: b.end_ns,
-            size: b.size,
-            operation: Some(op),
-            target: query,
-            attributes,
-            partial: b.partial,
-            ..Default::default()
-        });
+    /// The answer in progress ends when it is an Execute's, that Execute's end came, and its
+    /// batch owes another answer after it. Otherwise what follows is its own, up to the
+    /// ReadyForQuery: notices, a CloseComplete, the error of the Sync's implicit COMMIT.
+    fn end_executed(&mut self, out: &mut Vec<Message>) {
+        let Some(r) = &self.resp else { return };
+        let next = r.batch.map(|batch| Owed::Execute { batch });
+        if r.executed && next.is_some() && self.owed.front() == next.as_ref() {
+            out.extend(self.resp.take().map(Response::finish));
+        }
     }
 
     fn server_message(&mut self, m: &Msg, resumed: bool, out: &mut Vec<Message>) {
         if self.resp.is_none() {
-            match self.owed.front() {
-                Some(Owed::EncryptionAnswer) => return self.encryption_answer(m.kind),
-                Some(&Owed::Reply { startup }) => {
-                    self.owed.pop_front();
-                    self.resp = Some(Response {
-                        startup,
-                        start_ns: m.start_ns,
-                        end_ns: m.start_ns,
-                        size: 0,
-                        rows: 0,
-                        described: false,
-                        copy: 0,
-                        tag: None,
-                        error: None,
-                        partial: resumed,
-                    });
-                }
+            let (startup, batch) = match self.owed.front() {
+                Some(Owed::EncryptionAnswer) => return self.encryption_answer(m.tag),
+                Some(&Owed::Reply { startup }) => (startup, None),
+                Some(&Owed::Execute { batch }) => (false, Some(batch)),
                 // Asynchronous messages, or a response sent before capture began.
                 None => return,
-            }
+            };
+            self.owed.pop_front();
+            self.resp = Some(Response {
+                startup,
+                batch,
+                executed: false,
+                start_ns: m.start_ns,
+                end_ns: m.start_ns,
+                size: 0,
+                rows: 0,
+                described: false,
+                copy: 0,
+                tag: None,
+                error: None,
+                partial: resumed,
+            });
         }
         let Some(r) = self.resp.as_mut() else { return };
         r.size += m.size;
         r.end_ns = m.end_ns;
         r.partial |= m.partial;
-        match m.kind {
+        match m.tag {
             b'D' => r.rows += 1,
             b'T' => r.described = true,
             b'd' => r.copy += 1,
-            b'C' => r.tag = Some(text(cstring(m.body).0)),
+            b'C' => {
+                r.tag = Some(text(cstring(m.body).0));
+                self.executed(out);
+            }
+            b'I' | b's' => self.executed(out),
             b'E' => {
                 r.error.get_or_insert_with(|| error_text(m.body));
                 // An error during startup ends the connection: no ReadyForQuery follows.
                 if r.startup {
                     out.extend(self.resp.take().map(Response::finish));
+                } else {
+                    self.executed(out);
                 }
             }
-            b'Z' => out.extend(self.resp.take().map(Response::finish)),
+            b'Z' => self.ready(m, out),
             _ => {}
+        }
+    }
+
+    /// The message that ends an Execute came. (A simple query's answer, of one statement or
+    /// several, runs to its ReadyForQuery.)
+    fn executed(&mut self, out: &mut Vec<Message>) {
+        let Some(r) = self.resp.as_mut() else { return };
+        let Some(batch) = r.batch else { return };
+        r.executed = true;
+        if r.error.is_some() {
+            self.failed_batch = Some(batch);
+        }
+        self.end_executed(out);
+    }
+
+    /// ReadyForQuery `z` ends the answer in progress and its batch: the Executes of the batch
+    /// still owed an answer were skipped after an error.
+    fn ready(&mut self, z: &Msg, out: &mut Vec<Message>) {
+        let Some(mut r) = self.resp.take() else { return };
+        let batch = r.batch;
+        let aborted = batch.is_some() && self.failed_batch == batch;
+        if aborted && !r.executed {
+            r.error = Some(PIPELINE_ABORTED.into());
+        }
+        out.push(r.finish());
+        let Some(batch) = batch else { return };
+        while self.owed.front() == Some(&Owed::Execute { batch }) {
+            self.owed.pop_front();
+            out.push(Message {
+                side: Some(Side::Response),
+                key: Some(MatchKey::Fifo),
+                start_ns: z.end_ns,
+                end_ns: z.end_ns,
+                status: aborted.then(|| "ERR".into()),
+                error: aborted.then(|| PIPELINE_ABORTED.into()),
+                partial: !aborted,
+                ..Default::default()
+            });
         }
     }
 
@@ -1249,6 +1259,209 @@ mod tests {
         assert_eq!(p.buffered(), 0);
     }
 
+    /// libpq / psycopg pipeline mode: three queries, one Sync; the second fails when executed,
+    /// so the server skips the third up to the Sync. Each chunk is one send() (turn).
+    fn pipeline() -> Vec<(Side, Vec<u8>)> {
+        vec![
+            (REQ, cat(&[&parse("", "SELECT 1"), &bind("", ""), &describe(b'P', ""), &execute("")])),
+            (REQ, cat(&[&parse("", "SELECT 1/0"), &bind("", ""), &describe(b'P', ""), &execute("")])),
+            (
+                REQ,
+                cat(&[&parse("", "INSERT INTO t VALUES (1)"), &bind("", ""), &describe(b'P', ""), &execute(""), SYNC]),
+            ),
+            (
+                RESP,
+                cat(&[
+                    PARSE_COMPLETE,
+                    BIND_COMPLETE,
+                    &row_description("?column?"),
+                    &data_row("1"),
+                    &complete("SELECT 1"),
+                ]),
+            ),
+            (
+                RESP,
+                cat(&[
+                    PARSE_COMPLETE,
+                    BIND_COMPLETE,
+                    &row_description("?column?"),
+                    &error("ERROR", "22012", "division by zero"),
+                    IDLE,
+                ]),
+            ),
+            // FIFO pairing stays in step: the next query gets the next answer.
+            (REQ, query("SELECT 2")),
+            (RESP, cat(&[&row_description("?column?"), &data_row("2"), &complete("SELECT 1"), IDLE])),
+        ]
+    }
+
+    #[test]
+    fn pipelined_batch_answers_each_execute() {
+        let turns = pipeline();
+        let out = run_all(&turns);
+        assert_eq!(
+            briefs(&out),
+            [
+                "> SELECT SELECT 1 - - [db.extended=true]",
+                "> SELECT SELECT 1/0 - - [db.extended=true]",
+                "> INSERT INSERT INTO t VALUES (1) - - [db.extended=true]",
+                "< - - OK - [db.rows=1 db.command_tag=SELECT 1]",
+                "< - - ERR SQLSTATE 22012: division by zero [db.rows=0]",
+                &format!("< - - ERR {PIPELINE_ABORTED} []"),
+                "> SELECT SELECT 2 - - []",
+                "< - - OK - [db.rows=1 db.command_tag=SELECT 1]",
+            ]
+        );
+        assert!(out.iter().all(|m| m.key == Some(MatchKey::Fifo) && !m.partial));
+        // Each request from its first message to its Execute (the last one to the Sync); each
+        // answer from its first message to its CommandComplete or ErrorResponse; the skipped
+        // third carries the ReadyForQuery. Nothing is counted twice or lost.
+        let span = |m: &Message| (m.start_ns, m.end_ns, m.size as usize);
+        let len = |i: usize| turns[i].1.len();
+        assert_eq!([span(&out[0]), span(&out[1]), span(&out[2])], [(0, 0, len(0)), (1, 1, len(1)), (2, 2, len(2))]);
+        assert_eq!([span(&out[3]), span(&out[4])], [(3, 3, len(3)), (4, 4, len(4) - IDLE.len())]);
+        assert_eq!(span(&out[5]), (4, 4, IDLE.len()));
+    }
+
+    #[test]
+    fn pipeline_answered_before_its_sync() {
+        // The client flushes after its first query and reads the answer before sending the rest:
+        // an empty query, and a portal fetched one row at a time (PortalSuspended).
+        let turns = vec![
+            (REQ, cat(&[&parse("", "SELECT 1"), &bind("", ""), &execute(""), FLUSH])),
+            (RESP, cat(&[PARSE_COMPLETE, BIND_COMPLETE, &data_row("1"), &complete("SELECT 1")])),
+            (
+                REQ,
+                cat(&[
+                    &parse("", ""),
+                    &bind("", ""),
+                    &execute(""),
+                    &parse("S_2", "SELECT x FROM t"),
+                    &bind("p", "S_2"),
+                    &execute("p"),
+                    &execute("p"),
+                    SYNC,
+                ]),
+            ),
+            (
+                RESP,
+                cat(&[
+                    PARSE_COMPLETE,
+                    BIND_COMPLETE,
+                    b"I\x00\x00\x00\x04",
+                    PARSE_COMPLETE,
+                    BIND_COMPLETE,
+                    &data_row("1"),
+                    b"s\x00\x00\x00\x04",
+                    &data_row("2"),
+                    &complete("SELECT 1"),
+                    IDLE,
+                ]),
+            ),
+        ];
+        let out = run_all(&turns);
+        assert_eq!(
+            briefs(&out),
+            [
+                "> SELECT SELECT 1 - - [db.extended=true]",
+                // Answered by its CommandComplete once the next Execute shows it is not the last.
+                "< - - OK - [db.rows=1 db.command_tag=SELECT 1]",
+                "> QUERY  - - [db.extended=true]",
+                "> SELECT SELECT x FROM t - - [db.extended=true]",
+                "> SELECT SELECT x FROM t - - [db.extended=true]",
+                "< - - OK - []",
+                "< - - OK - [db.rows=1]",
+                "< - - OK - [db.rows=1 db.command_tag=SELECT 1]",
+            ]
+        );
+        assert_eq!((out[0].start_ns, out[0].end_ns, out[0].size as usize), (0, 0, turns[0].1.len() - FLUSH.len()));
+        assert_eq!((out[1].start_ns, out[1].end_ns, out[1].size as usize), (1, 1, turns[1].1.len()));
+        let size = |ids: &[usize]| ids.iter().map(|&i| out[i].size as usize).sum::<usize>();
+        assert_eq!(size(&[0, 2, 3, 4]), turns[0].1.len() + turns[2].1.len());
+        assert_eq!(size(&[1, 5, 6, 7]), turns[1].1.len() + turns[3].1.len());
+    }
+
+    #[test]
+    fn pipeline_errors_at_a_parse_and_in_the_last_execute() {
+        let ok = |tag: &str| cat(&[PARSE_COMPLETE, BIND_COMPLETE, &complete(tag)]);
+        let turns = vec![
+            // The second statement does not parse: the server skips the third up to the Sync.
+            (
+                REQ,
+                cat(&[
+                    &parse("", "INSERT INTO t VALUES (1)"),
+                    &bind("", ""),
+                    &execute(""),
+                    &parse("", "SELEC 2"),
+                    &bind("", ""),
+                    &execute(""),
+                    &parse("", "DELETE FROM t"),
+                    &bind("", ""),
+                    &execute(""),
+                    SYNC,
+                ]),
+            ),
+            (RESP, cat(&[&ok("INSERT 0 1"), &error("ERROR", "42601", "syntax error at or near \"SELEC\""), IDLE])),
+            // The last one fails: its answer runs to the ReadyForQuery, nothing is skipped.
+            (REQ, cat(&[&parse("", "UPDATE t SET a = 1"), &bind("", ""), &execute(""), &execute(""), SYNC])),
+            (RESP, cat(&[&ok("UPDATE 3"), &error("ERROR", "34000", "portal \"\" does not exist"), IDLE])),
+            // A pipeline cut short by Terminate: the Executes sent before the last one were
+            // executed (and the server may answer them); the last one gets no answer.
+            (REQ, cat(&[&parse("", "SELECT 5"), &bind("", ""), &execute(""), &execute(""), b"X\x00\x00\x00\x04"])),
+        ];
+        let out = run_all(&turns);
+        assert_eq!(
+            briefs(&out),
+            [
+                "> INSERT INSERT INTO t VALUES (1) - - [db.extended=true]",
+                "> SELEC SELEC 2 - - [db.extended=true]",
+                "> DELETE DELETE FROM t - - [db.extended=true]",
+                "< - - OK - [db.command_tag=INSERT 0 1]",
+                "< - - ERR SQLSTATE 42601: syntax error at or near \"SELEC\" []",
+                &format!("< - - ERR {PIPELINE_ABORTED} []"),
+                "> UPDATE UPDATE t SET a = 1 - - [db.extended=true]",
+                "> UPDATE UPDATE t SET a = 1 - - [db.extended=true]",
+                "< - - OK - [db.command_tag=UPDATE 3]",
+                "< - - ERR SQLSTATE 34000: portal \"\" does not exist []",
+                "> SELECT SELECT 5 - - [db.extended=true]",
+            ]
+        );
+        assert_eq!(out[9].size as usize, turns[3].1.len() - ok("UPDATE 3").len());
+    }
+
+    #[test]
+    fn pipeline_answers_lost_in_a_gap_keep_the_pairing_in_step() {
+        let mut p = PostgresParser::new();
+        let mut out = Vec::new();
+        let batch: Vec<u8> = ["SELECT 1", "SELECT 2", "SELECT 3"]
+            .iter()
+            .flat_map(|q| cat(&[&parse("", q), &bind("", ""), &execute("")]))
+            .chain(SYNC.iter().copied())
+            .collect();
+        p.feed(REQ, &batch, 1, false, &mut out).unwrap();
+        let first = cat(&[PARSE_COMPLETE, BIND_COMPLETE, &data_row("1"), &complete("SELECT 1")]);
+        p.feed(RESP, &cat(&[&first, PARSE_COMPLETE, BIND_COMPLETE, &data_row("2")]), 2, false, &mut out).unwrap();
+        // The rest of the second answer and all of the third were not captured.
+        p.feed(RESP, IDLE, 3, true, &mut out).unwrap();
+        p.feed(REQ, &query("SELECT 4"), 4, false, &mut out).unwrap();
+        p.feed(RESP, &cat(&[&complete("SELECT 1"), IDLE]), 5, false, &mut out).unwrap();
+        assert_eq!(
+            briefs(&out),
+            [
+                "> SELECT SELECT 1 - - [db.extended=true]",
+                "> SELECT SELECT 2 - - [db.extended=true]",
+                "> SELECT SELECT 3 - - [db.extended=true]",
+                "< - - OK - [db.rows=1 db.command_tag=SELECT 1]",
+                "< - - OK - [db.rows=1] partial",
+                // Not seen: no status.
+                "< - - - - [] partial",
+                "> SELECT SELECT 4 - - []",
+                "< - - OK - [db.command_tag=SELECT 1]",
+            ]
+        );
+        assert_eq!((out[5].start_ns, out[5].end_ns, out[5].size), (3, 3, 0));
+    }
+
     #[test]
     fn long_statement_is_cut_and_not_buffered_beyond_cap() {
         let sql = format!("INSERT INTO t VALUES ('{}')", "x".repeat(200_000));
@@ -1364,6 +1577,15 @@ mod tests {
                 let _ = p.feed(side, &bytes, 0, *gap, &mut out);
                 prop_assert!(p.buffered() <= MAX_BUFFERED);
             }
+        }
+
+        #[test]
+        fn arbitrary_splits_of_a_pipeline(cuts in prop::collection::vec(1usize..64, 1..200), gaps in prop::collection::vec(any::<bool>(), 200)) {
+            let turns = pipeline();
+            let whole = run(&turns, Split::Whole);
+            prop_assert_eq!(&feed_cuts(PostgresParser::new(), &turns, &cuts, None), &whole);
+            let out = feed_cuts(PostgresParser::new(), &turns, &cuts, Some(&gaps));
+            prop_assert!(out.len() <= 2 * whole.len());
         }
 
         #[test]

@@ -48,7 +48,8 @@ fn cpu_seconds(pid: u32) -> f64 {
     // Fields after the command name (which may hold spaces) start at ") ".
     let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let ticks: u64 =
+        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
@@ -62,7 +63,9 @@ fn bpf_stats() -> BTreeMap<String, (u64, u64)> {
     for p in progs {
         let Some(name) = p["name"].as_str() else { continue };
         // The kernel keeps 15 bytes of a name; bpftool shows BTF's full name where it has it.
-        let Some(full) = ours.iter().find(|o| **o == name || (name.len() == 15 && o.starts_with(name))) else { continue };
+        let Some(full) = ours.iter().find(|o| **o == name || (name.len() == 15 && o.starts_with(name))) else {
+            continue;
+        };
         let e = stats.entry(full.to_string()).or_insert((0, 0));
         e.0 += p["run_time_ns"].as_u64().unwrap_or(0);
         e.1 += p["run_cnt"].as_u64().unwrap_or(0);
@@ -70,7 +73,10 @@ fn bpf_stats() -> BTreeMap<String, (u64, u64)> {
     stats
 }
 
-fn stats_delta(before: &BTreeMap<String, (u64, u64)>, after: &BTreeMap<String, (u64, u64)>) -> BTreeMap<String, (u64, u64)> {
+fn stats_delta(
+    before: &BTreeMap<String, (u64, u64)>,
+    after: &BTreeMap<String, (u64, u64)>,
+) -> BTreeMap<String, (u64, u64)> {
     after
         .iter()
         .map(|(k, (t, c))| {

@@ -165,10 +165,7 @@ impl Captured {
     /// Records of these processes reported lost, any source: losses the kernel or the agent could
     /// attribute (another process's drops never count here).
     pub fn lost_by(&self, pids: &[u32]) -> u64 {
-        self.of_kind("loss")
-            .filter(|e| pids.iter().any(|p| e["pid"] == *p))
-            .map(|e| e["count"].as_u64().unwrap())
-            .sum()
+        self.of_kind("loss").filter(|e| pids.iter().any(|p| e["pid"] == *p)).map(|e| e["count"].as_u64().unwrap()).sum()
     }
 
     /// Records reported lost without a process (pid 0): whose they were, nobody can tell.

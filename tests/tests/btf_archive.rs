@@ -67,7 +67,9 @@ fn archive_with(name: &str, btf: &[u8], mangle: impl FnOnce(&mut Vec<u8>)) -> Pa
 
 fn kernel_btf() -> Vec<u8> {
     std::fs::read(KERNEL_BTF).unwrap_or_else(|e| {
-        panic!("{KERNEL_BTF}: {e}: these tests serve this kernel's own BTF, so they need a kernel with BTF (run as root)")
+        panic!(
+            "{KERNEL_BTF}: {e}: these tests serve this kernel's own BTF, so they need a kernel with BTF (run as root)"
+        )
     })
 }
 
@@ -149,7 +151,12 @@ fn a_missing_entry_is_not_found() {
     let nginx = servers::nginx_files(&root);
     let cache = scratch("empty-cache");
     let url = format!("http://127.0.0.1:{}", nginx.port);
-    assert_refused(&fetch(&url, &cache, &[]), &cache, &entry_location(&url), &["not found", "no entry for this kernel"]);
+    assert_refused(
+        &fetch(&url, &cache, &[]),
+        &cache,
+        &entry_location(&url),
+        &["not found", "no entry for this kernel"],
+    );
 }
 
 #[test]
@@ -214,8 +221,19 @@ fn run_with_a_forced_archived_tier_and_no_usable_entry_says_why() {
     let cache = scratch("run-empty-cache");
     let url = format!("http://127.0.0.1:{}", nginx.port);
     let out = strata(&[
-        "run", "--tier", "archived-btf", "--btf-archive", &url, "--cache-dir", cache.to_str().unwrap(),
-        "--output", "none", "--prometheus-listen", "off", "--duration", "1s",
+        "run",
+        "--tier",
+        "archived-btf",
+        "--btf-archive",
+        &url,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--output",
+        "none",
+        "--prometheus-listen",
+        "off",
+        "--duration",
+        "1s",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
@@ -236,22 +254,36 @@ fn the_archived_btf_tier_captures_every_exchange_exactly() {
     let curl = require_tool("curl", "curl");
     for transport in ["ring-buffer", "perf-buffer"] {
         let agent = Agent::start_records(&[
-            "--tier", "archived-btf", "--transport", transport, "--btf-archive", &url, "--cache-dir",
+            "--tier",
+            "archived-btf",
+            "--transport",
+            transport,
+            "--btf-archive",
+            &url,
+            "--cache-dir",
             cache.to_str().unwrap(),
         ]);
         for i in 0..5 {
-            run_ok(Command::new(&curl).args(["-sS", "-o", "/dev/null"]).arg(format!("http://127.0.0.1:{}/archived/{i}", web.port)));
+            run_ok(
+                Command::new(&curl)
+                    .args(["-sS", "-o", "/dev/null"])
+                    .arg(format!("http://127.0.0.1:{}/archived/{i}", web.port)),
+            );
         }
         std::thread::sleep(Duration::from_millis(300));
         let c = agent.stop();
         assert!(c.status.success(), "{}", c.stderr);
         assert!(c.stderr.contains("capturing: tier archived-btf"), "{}", c.stderr);
-        assert!(c.stderr.contains(&format!("{}", transport.replace('-', " "))), "{}", c.stderr);
+        assert!(c.stderr.contains(&transport.replace('-', " ")), "{}", c.stderr);
         for role in ["client", "server"] {
             let mut targets: Vec<String> = c
                 .events
                 .iter()
-                .filter(|r| r["protocol"] == "http" && r["role"] == role && r["target"].as_str().is_some_and(|t| t.starts_with("/archived/")))
+                .filter(|r| {
+                    r["protocol"] == "http"
+                        && r["role"] == role
+                        && r["target"].as_str().is_some_and(|t| t.starts_with("/archived/"))
+                })
                 .map(|r| format!("{} {}", r["target"].as_str().unwrap(), r["status"].as_str().unwrap_or("-")))
                 .collect();
             targets.sort();

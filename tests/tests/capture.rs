@@ -297,3 +297,41 @@ fn truncation(mode: &Mode) {
     assert!(!got.is_empty());
     assert!(got.iter().all(|e| e["truncated"] == false && e["byte_count"].as_u64().unwrap() <= 1000));
 }
+
+/// TCP state changes cost a record per transition on every connection of the node, so they come
+/// only with --tcp-states (the CO-RE tier on the ring buffer, where sock:inet_sock_set_state is
+/// attached): with it, curl's connection to nginx shows its handshake; without it, nothing.
+#[test]
+fn core_tcp_state_changes_only_when_asked() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let nginx = servers::nginx();
+    let curl_bin = require_tool("curl", "curl");
+    let server = format!("127.0.0.1:{}", nginx.port);
+    let run = |extra: &[&str]| {
+        let agent = Agent::start(&[&["--tier", "core", "--transport", "ring-buffer"][..], extra].concat());
+        let out = Command::new(&curl_bin)
+            .args(["-sS", "-o", "/dev/null", &format!("http://{server}/states")])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        std::thread::sleep(Duration::from_millis(200));
+        let c = agent.stop();
+        assert!(c.status.success(), "strata exited with {}: {}", c.status, c.stderr);
+        c.events
+            .into_iter()
+            .filter(|e| e["event"] == "state" && (e["remote"] == server.as_str() || e["local"] == server.as_str()))
+            .collect::<Vec<_>>()
+    };
+
+    let states = run(&["--tcp-states"]);
+    let client: Vec<(&str, &str)> = states
+        .iter()
+        .filter(|e| e["remote"] == server.as_str())
+        .map(|e| (e["old_state"].as_str().unwrap(), e["new_state"].as_str().unwrap()))
+        .collect();
+    assert!(client.contains(&("CLOSE", "SYN_SENT")), "client transitions: {client:?}");
+    assert!(client.contains(&("SYN_SENT", "ESTABLISHED")), "client transitions: {client:?}");
+    assert!(states.iter().any(|e| e["local"] == server.as_str()), "no server-side transition: {states:?}");
+
+    assert_eq!(run(&[]), Vec::<Value>::new(), "state changes without --tcp-states");
+}

@@ -61,8 +61,12 @@ fn saved_facts_evaluate_the_same_offline_and_edited_facts_change_the_tier() {
         "error": "BTF archive https://archive.example/x.btf.tar.xz: not found: the archive has no entry for this kernel" });
     let report = evaluate(&dir, "no-archive.json", &facts, 10);
     assert_eq!(report["tier"], "perf-event", "{report:#}");
-    let archived =
-        report["rejected"].as_array().unwrap().iter().find(|r| r["tier"] == "archived-btf").expect("archived-btf rejected");
+    let archived = report["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["tier"] == "archived-btf")
+        .expect("archived-btf rejected");
     assert!(archived["reasons"].to_string().contains("has no entry for this kernel"), "{archived}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -85,7 +85,11 @@ fn core_a_full_ring_buffer_reports_every_record_it_drops() {
     let seen =
         data_events(&c, me, "egress").iter().filter(|e| Captured::payload(e).starts_with(b"GET /tiny/")).count() as u64;
     // This process's records only: nginx's responses and everything else on the host drop too.
-    let lost = c.of_kind("loss").filter(|e| e["source"] == "kernel_data" && e["pid"] == me).map(|e| e["count"].as_u64().unwrap()).sum::<u64>();
+    let lost = c
+        .of_kind("loss")
+        .filter(|e| e["source"] == "kernel_data" && e["pid"] == me)
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum::<u64>();
     eprintln!("tiny ring: {seen} of {N} requests captured, {lost} of its data records reported lost");
     assert!(lost >= N as u64, "{N} records cannot fit a 4 KiB ring, yet only {lost} were reported lost");
     assert!(seen + lost >= N as u64, "{seen} seen + {lost} lost < {N}: a silent loss");

@@ -204,7 +204,9 @@ fn replay_frames(
         }
     }
     match first {
-        Some(first) => Err(CaptureFileError::Damaged { path: path.to_path_buf(), records, damaged, skipped_bytes: skipped, first }),
+        Some(first) => {
+            Err(CaptureFileError::Damaged { path: path.to_path_buf(), records, damaged, skipped_bytes: skipped, first })
+        }
         None => Ok(records),
     }
 }
@@ -228,7 +230,9 @@ fn replay_stream(
     loop {
         let n = match dec.read(&mut chunk) {
             Ok(n) => n,
-            Err(e) => return Err(CaptureFileError::Truncated { path: path.to_path_buf(), records, detail: e.to_string() }),
+            Err(e) => {
+                return Err(CaptureFileError::Truncated { path: path.to_path_buf(), records, detail: e.to_string() })
+            }
         };
         if n == 0 {
             break;

@@ -23,8 +23,12 @@ impl std::str::FromStr for TierChoice {
         match s {
             "auto" => Ok(TierChoice::Auto),
             name => match name.parse::<Tier>()? {
-                t @ (Tier::Core | Tier::ArchivedBtf | Tier::HostCompiled | Tier::PerfEvent) => Ok(TierChoice::Forced(t)),
-                t => Err(format!("tier {t} is not part of this build (auto, core, archived-btf, host-compiled, perf-event)")),
+                t @ (Tier::Core | Tier::ArchivedBtf | Tier::HostCompiled | Tier::PerfEvent) => {
+                    Ok(TierChoice::Forced(t))
+                }
+                t => Err(format!(
+                    "tier {t} is not part of this build (auto, core, archived-btf, host-compiled, perf-event)"
+                )),
             },
         }
     }
@@ -93,7 +97,10 @@ impl CaptureArgs {
     pub fn settings(&self) -> Result<CaptureSettings, String> {
         let max = strata_event::wire::MAX_CAPTURE;
         if self.capture_bytes > max {
-            return Err(format!("capture size {} is out of range: give 0..={max} bytes (--capture-bytes)", self.capture_bytes));
+            return Err(format!(
+                "capture size {} is out of range: give 0..={max} bytes (--capture-bytes)",
+                self.capture_bytes
+            ));
         }
         if !self.ring_bytes.is_power_of_two() || self.ring_bytes < 4096 {
             return Err(format!("--ring-bytes {} must be a power of two and at least 4096", self.ring_bytes));

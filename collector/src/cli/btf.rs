@@ -48,7 +48,9 @@ pub fn archive_hint(facts: &Facts, args: &BtfArgs, always: bool) -> Option<BtfHi
                 cached: false,
                 error: None,
             },
-            Err(e) => BtfHint { location: Some(file.display().to_string()), error: Some(e.to_string()), ..Default::default() },
+            Err(e) => {
+                BtfHint { location: Some(file.display().to_string()), error: Some(e.to_string()), ..Default::default() }
+            }
         });
     }
     if !always && (facts.btf.vmlinux.is_supported() || !facts.bpf.syscall.is_supported()) {
@@ -89,7 +91,13 @@ pub fn generated_hint(facts: &Facts, args: &BtfArgs, always: bool) -> Option<Btf
     }
     let cache = Cache::new(&args.cache_dir);
     if let Some(hit) = btf_cache::lookup_generated(&cache, &facts.kernel.release, &check_btf) {
-        return Some(BtfHint { available: true, location: Some(hit.origin), path: Some(hit.path.display().to_string()), cached: true, error: None });
+        return Some(BtfHint {
+            available: true,
+            location: Some(hit.origin),
+            path: Some(hit.path.display().to_string()),
+            cached: true,
+            error: None,
+        });
     }
     let dir = args.headers.clone().or_else(|| facts.toolchain.kernel_headers.as_ref().map(PathBuf::from));
     // Without headers or tools there is nothing to try; the plan names what is missing.
@@ -111,8 +119,12 @@ pub fn generated_hint(facts: &Facts, args: &BtfArgs, always: bool) -> Option<Btf
 fn generate_for_this_kernel(dir: &Path, release: &str, cache: &Cache) -> Result<btf_cache::Resolved, String> {
     let headers = Headers::open(dir).map_err(|e| e.to_string())?;
     if headers.release != release {
-        return Err(GenerateError::OtherRelease { dir: dir.display().to_string(), found: headers.release, wanted: release.into() }
-            .to_string());
+        return Err(GenerateError::OtherRelease {
+            dir: dir.display().to_string(),
+            found: headers.release,
+            wanted: release.into(),
+        }
+        .to_string());
     }
     let tools = Tools::find().map_err(|e| e.to_string())?;
     let work = scratch_dir().map_err(|e| e.to_string())?;
@@ -147,7 +159,8 @@ impl Drop for Scratch {
 }
 
 fn scratch_dir() -> std::io::Result<Scratch> {
-    let dir = std::env::temp_dir().join(format!("strata-btf-{}-{}", std::process::id(), probes_core::loader::monotonic_ns()));
+    let dir =
+        std::env::temp_dir().join(format!("strata-btf-{}-{}", std::process::id(), probes_core::loader::monotonic_ns()));
     std::fs::create_dir_all(&dir)?;
     Ok(Scratch(dir))
 }
@@ -251,7 +264,8 @@ fn fetch(args: &FetchArgs) -> u8 {
 }
 
 fn generate(args: &GenerateArgs) -> u8 {
-    let running = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|r| r.trim().to_string()).unwrap_or_default();
+    let running =
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|r| r.trim().to_string()).unwrap_or_default();
     let release = args.release.clone().unwrap_or_else(|| running.clone());
     let fail = |e: String| {
         log::error!("{e}");
@@ -263,8 +277,12 @@ fn generate(args: &GenerateArgs) -> u8 {
     };
     if headers.release != release {
         return fail(
-            GenerateError::OtherRelease { dir: args.headers.display().to_string(), found: headers.release, wanted: release }
-                .to_string(),
+            GenerateError::OtherRelease {
+                dir: args.headers.display().to_string(),
+                found: headers.release,
+                wanted: release,
+            }
+            .to_string(),
         );
     }
     let tools = match Tools::find() {
@@ -300,7 +318,11 @@ fn generate(args: &GenerateArgs) -> u8 {
                 started.elapsed().as_secs_f64(),
                 args.out.display(),
                 r.btf.path.display(),
-                if for_this_kernel { ", checked against this kernel" } else { ", checked offline (not the running kernel)" }
+                if for_this_kernel {
+                    ", checked against this kernel"
+                } else {
+                    ", checked offline (not the running kernel)"
+                }
             );
             crate::exit::OK
         }

@@ -36,10 +36,13 @@ pub fn built_tiers() -> BuiltTiers {
     BuiltTiers::current()
 }
 
+/// A tracepoint as (category, name).
+type Tracepoint = (String, String);
+
 /// Every tracepoint some built tier needs, without repeats; and those the CO-RE tiers use where
 /// present.
-pub fn tracepoints() -> (Vec<(String, String)>, Vec<(String, String)>) {
-    let mut required: Vec<(String, String)> =
+pub fn tracepoints() -> (Vec<Tracepoint>, Vec<Tracepoint>) {
+    let mut required: Vec<Tracepoint> =
         probes_core::objects::required_tracepoints().map(|(c, n)| (c.to_string(), n.to_string())).collect();
     for tp in probes_legacy::capture::required_tracepoints() {
         if !required.contains(&tp) {

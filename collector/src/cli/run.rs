@@ -21,9 +21,9 @@ use collector::flow::Flow;
 use collector::queue::{self, BatchSender};
 use collector::sinks::capture_file::CaptureFileSink;
 use collector::sinks::event_lines::EventLines;
-use collector::sinks::record_lines::RecordLines;
 use collector::sinks::otlp::{Otlp, OtlpConfig, OtlpError, OtlpSink};
 use collector::sinks::prometheus::{self, PrometheusError};
+use collector::sinks::record_lines::RecordLines;
 use collector::sinks::table::{Table, TableSink};
 use collector::sinks::{LineFormat, RecordSink};
 use collector::sources::{CaptureSettings, LiveSource, SourceError};
@@ -275,7 +275,8 @@ fn capture(args: &CaptureArgs, mut flow: Flow, stats: Option<Arc<AgentStats>>) -
         }
     }
     drop(rx);
-    let captured = capture_thread.join().unwrap_or_else(|_| Err(RunError::Thread("the capture thread panicked".into())));
+    let captured =
+        capture_thread.join().unwrap_or_else(|_| Err(RunError::Thread("the capture thread panicked".into())));
     let finished = flow.finish();
     log::info!("stopped: programs detached");
     let output = output.and(finished).or_else(|e| match e.kind() {

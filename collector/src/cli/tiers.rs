@@ -58,7 +58,8 @@ pub fn candidates(args: &CaptureArgs, facts: &Facts, plan: &Plan) -> Result<Vec<
                     (Tier::Core, _) => format!("the kernel has no BTF ({})", facts.btf.vmlinux.reason()),
                     (_, Some(h)) => h.error.clone().unwrap_or_else(|| "no BTF was found for it".into()),
                     (Tier::HostCompiled, None) => {
-                        "no kernel headers, clang or pahole here to generate a BTF with (see `strata compat-check`)".into()
+                        "no kernel headers, clang or pahole here to generate a BTF with (see `strata compat-check`)"
+                            .into()
                     }
                     (_, None) => "no BTF was looked for".into(),
                 };

@@ -98,7 +98,14 @@ impl Conntrack {
 
     /// Starts tracking a connection at `key`, replacing (and returning) whatever was there.
     /// May evict others to stay within the connection limit (returned too).
-    pub fn insert(&mut self, key: ConnKey, sock_id: u64, conn: Connection, comm: &strata_event::Comm, now: u64) -> Vec<Tracked> {
+    pub fn insert(
+        &mut self,
+        key: ConnKey,
+        sock_id: u64,
+        conn: Connection,
+        comm: &strata_event::Comm,
+        now: u64,
+    ) -> Vec<Tracked> {
         let mut gone = vec![];
         if let Some(old) = self.take(key) {
             self.evictions.reused += 1;

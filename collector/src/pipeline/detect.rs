@@ -1,9 +1,9 @@
 //! Which protocol a connection speaks, from the first bytes each side sent. Ports are not
 //! consulted: services run anywhere, and the first bytes of these protocols are distinctive.
 
-use strata_event::Transport;
 use protocols::message::{Parser, Protocol, Side};
 use protocols::{dns, http1, http2, kafka, mysql, postgres, redis};
+use strata_event::Transport;
 
 /// A protocol's test of a side's first bytes.
 type LooksLike = fn(Side, &[u8]) -> bool;

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use strata_event::{Connection, Event, EventKind, Role};
 
 use conntrack::{ConnKey, Conntrack, Evictions, Limits, Tracked};
-pub use record::Record;
 use record::Endpoint;
+pub use record::Record;
 use session::Output;
 
 /// Sweep for idle connections and memory every this many events.
@@ -203,12 +203,5 @@ fn endpoint(t: &Tracked, conn: Connection) -> Endpoint {
         Role::Unknown => t.session.role().unwrap_or(Role::Unknown),
         r => r,
     };
-    Endpoint {
-        pid: t.pid,
-        comm: t.comm,
-        role,
-        transport: conn.transport,
-        local: conn.local,
-        remote: conn.remote,
-    }
+    Endpoint { pid: t.pid, comm: t.comm, role, transport: conn.transport, local: conn.local, remote: conn.remote }
 }

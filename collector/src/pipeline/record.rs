@@ -2,9 +2,9 @@
 
 use std::net::SocketAddr;
 
-use strata_event::{Role, Transport};
 use protocols::message::{Message, Protocol};
 use serde::Serialize;
+use strata_event::{Role, Transport};
 
 /// The process and connection a record was seen on.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -1,8 +1,8 @@
 //! One connection's protocol session: detection, then a parser per connection and a matcher that
 //! pairs what it parses.
 
-use strata_event::{Direction, Role, Transport};
 use protocols::message::{Message, Parser, Protocol, Side};
+use strata_event::{Direction, Role, Transport};
 
 use super::detect;
 use super::matcher::{Matched, Matcher};

@@ -68,7 +68,10 @@ fn an_exchange_becomes_one_record_with_its_latency_and_sizes() {
     );
     assert_eq!(out.len(), 1, "{out:?}");
     let r = &out[0];
-    assert_eq!((r.protocol.name(), r.operation.as_deref(), r.target.as_deref()), ("http", Some("GET"), Some("/items/1")));
+    assert_eq!(
+        (r.protocol.name(), r.operation.as_deref(), r.target.as_deref()),
+        ("http", Some("GET"), Some("/items/1"))
+    );
     assert_eq!(r.status.as_deref(), Some("200"));
     // Request sent at its write's enter (1000), response had at its read's exit (5001).
     assert_eq!((r.start_ns, r.latency_ns), (1_000, Some(4_001)));
@@ -270,10 +273,8 @@ fn a_server_answering_before_the_whole_request_pairs_every_response_with_its_own
             server_data(70, Direction::Egress, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
         ],
     );
-    let pairs: Vec<(String, String)> = out
-        .iter()
-        .map(|r| (r.target.clone().unwrap_or_default(), r.status.clone().unwrap_or_default()))
-        .collect();
+    let pairs: Vec<(String, String)> =
+        out.iter().map(|r| (r.target.clone().unwrap_or_default(), r.status.clone().unwrap_or_default())).collect();
     assert_eq!(
         pairs,
         [("/upload".into(), "413".into()), ("/items/1".into(), "200".into()), ("/items/2".into(), "404".into())]

@@ -26,4 +26,3 @@ pub enum LineFormat {
     /// One JSON object per record (docs/records.md) or event (docs/events.md).
     Jsonl,
 }
-

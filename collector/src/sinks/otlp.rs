@@ -24,12 +24,12 @@ use opentelemetry_sdk::metrics::{
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanExporter as _, SpanLinks};
 use opentelemetry_sdk::Resource;
 
+use crate::clock::WallClock;
+use crate::pipeline::Record;
 use crate::telemetry::agent_stats::AgentStats;
 use crate::telemetry::semconv::Observation;
 use crate::telemetry::trace_context::{parent_of, Parent};
-use crate::clock::WallClock;
 use protocols::message::Protocol;
-use crate::pipeline::Record;
 
 /// Spans and logs held between flushes; beyond, new ones are dropped and counted.
 pub const MAX_PENDING: usize = 8192;
@@ -415,10 +415,7 @@ fn register_agent_metrics(meter: &Meter, stats: Arc<AgentStats>) {
         })
         .build();
     let s = stats.clone();
-    meter
-        .u64_observable_gauge("strata.tier.degraded")
-        .with_callback(move |o| o.observe(s.degraded(), &[]))
-        .build();
+    meter.u64_observable_gauge("strata.tier.degraded").with_callback(move |o| o.observe(s.degraded(), &[])).build();
     let keyed: [(&'static str, &'static str, ReadCounters); 5] = [
         ("strata.events.lost", "source", |c| c.lost.iter().map(|(k, v)| (k.name().to_string(), *v)).collect()),
         ("strata.records", "protocol", |c| c.records.iter().map(|(k, v)| (k.to_string(), *v)).collect()),

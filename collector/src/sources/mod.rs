@@ -95,10 +95,8 @@ impl LiveSource {
             Tier::PerfEvent => {
                 let cfg = PerfConfig { capture_bytes: settings.capture_bytes, ..settings.perf.clone() };
                 let capture = PerfEventCapture::start(&cfg)?;
-                let description = format!(
-                    "perf_event_open on syscall tracepoints, no BPF; {} pages per CPU ring",
-                    cfg.ring_pages
-                );
+                let description =
+                    format!("perf_event_open on syscall tracepoints, no BPF; {} pages per CPU ring", cfg.ring_pages);
                 Ok(Started { source: LiveSource::PerfEvent(capture), description })
             }
             other => Err(SourceError::NotBuilt(other)),

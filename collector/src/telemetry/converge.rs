@@ -20,6 +20,8 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
+use protocols::sql::{Dialect, Kind, Lexer};
+
 /// Maximum length in bytes of a templated path, including the trailing `/...` marker.
 pub const MAX_PATH_LEN: usize = 256;
 
@@ -142,7 +144,8 @@ fn is_extension(ext: &str) -> bool {
 /// values converge to one label value (and so that values, often personal data or secrets, never
 /// reach metrics).
 ///
-/// Rules:
+/// The statement is split by the SQL lexer the protocol parsers use ([`protocols::sql::Lexer`]);
+/// these are the rules by which its tokens are rendered:
 ///
 /// * String literals `'...'` become `?`, including the prefixed forms `E'...'`, `N'...'`,
 ///   `B'...'` and `X'...'` (any case). `''` is an escaped quote, and a backslash always escapes
@@ -188,6 +191,7 @@ pub fn obfuscate_sql(statement: &str) -> String {
     truncate_sql(out.out)
 }
 
+/// A token of a statement as obfuscation renders it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tok<'a> {
     /// Whitespace or a removed comment.
@@ -280,229 +284,22 @@ fn collapsible_in_list(tokens: &[Tok<'_>], i: usize) -> Option<usize> {
     Some(k)
 }
 
-fn is_word_start(c: char) -> bool {
-    c.is_alphabetic() || c == '_'
-}
-
-fn is_word_continue(c: char) -> bool {
-    c.is_alphanumeric() || c == '_' || c == '$'
-}
-
-fn char_at(s: &str, i: usize) -> Option<char> {
-    s.get(i..).and_then(|r| r.chars().next())
-}
-
-/// End (exclusive) of the run of identifier characters starting at `i`.
-fn word_end(s: &str, i: usize) -> usize {
-    s[i..].char_indices().find(|&(_, c)| !is_word_continue(c)).map_or(s.len(), |(p, _)| i + p)
-}
-
-/// Splits a statement into tokens. Each loop iteration consumes at least one byte, and every
-/// scan only moves forward, so this is linear and always terminates.
+/// The statement's tokens as obfuscation sees them, from the SQL lexer the protocol parsers use
+/// ([`protocols::sql::Lexer`]), read the PostgreSQL way (nested block comments, `#` an operator).
+/// An unterminated string, dollar-quoted string, quoted identifier or block comment is the last
+/// token: it becomes one literal.
 fn tokenize(s: &str) -> Vec<Tok<'_>> {
-    let b = s.as_bytes();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        let next = b.get(i + 1).copied();
-        match c {
-            b'-' if next == Some(b'-') => {
-                i = b[i..].iter().position(|&x| x == b'\n').map_or(b.len(), |p| i + p);
-                tokens.push(Tok::Space);
-            }
-            b'/' if next == Some(b'*') => match block_comment_end(b, i) {
-                Some(end) => {
-                    tokens.push(Tok::Space);
-                    i = end;
-                }
-                None => return unterminated(tokens),
-            },
-            b'\'' => match quoted_end(b, i + 1, b'\'', true) {
-                Some(end) => {
-                    tokens.push(Tok::Lit);
-                    i = end;
-                }
-                None => return unterminated(tokens),
-            },
-            b'"' | b'`' => match quoted_end(b, i + 1, c, false) {
-                Some(end) => {
-                    tokens.push(Tok::Ident(&s[i..end]));
-                    i = end;
-                }
-                None => return unterminated(tokens),
-            },
-            b'?' => {
-                tokens.push(Tok::Param("?"));
-                i += 1;
-            }
-            b'$' => {
-                if next.is_some_and(|d| d.is_ascii_digit()) {
-                    let end = b[i + 1..].iter().position(|d| !d.is_ascii_digit()).map_or(b.len(), |p| i + 1 + p);
-                    tokens.push(Tok::Param(&s[i..end]));
-                    i = end;
-                } else if let Some(tag_end) = dollar_tag_end(s, i) {
-                    let delimiter = &s[i..tag_end];
-                    match s[tag_end..].find(delimiter) {
-                        Some(p) => {
-                            tokens.push(Tok::Lit);
-                            i = tag_end + p + delimiter.len();
-                        }
-                        None => return unterminated(tokens),
-                    }
-                } else {
-                    tokens.push(Tok::Punct("$"));
-                    i += 1;
-                }
-            }
-            b'0'..=b'9' => {
-                tokens.push(Tok::Lit);
-                i = number_end(b, i);
-            }
-            b'.' if next.is_some_and(|d| d.is_ascii_digit()) && !follows_name(&tokens) => {
-                tokens.push(Tok::Lit);
-                i = number_end(b, i);
-            }
-            _ if c.is_ascii_whitespace() => {
-                tokens.push(Tok::Space);
-                i += 1;
-            }
-            _ => {
-                // `c` starts a char here: every earlier arm consumes whole chars.
-                let ch = char_at(s, i).unwrap_or('\u{fffd}');
-                if is_word_start(ch) {
-                    let end = word_end(s, i);
-                    if end == i + 1 && b"EeNnBbXx".contains(&c) && b.get(end) == Some(&b'\'') {
-                        match quoted_end(b, end + 1, b'\'', true) {
-                            Some(e) => {
-                                tokens.push(Tok::Lit);
-                                i = e;
-                            }
-                            None => return unterminated(tokens),
-                        }
-                    } else {
-                        tokens.push(Tok::Word(&s[i..end]));
-                        i = end;
-                    }
-                } else if ch.is_whitespace() {
-                    tokens.push(Tok::Space);
-                    i += ch.len_utf8();
-                } else {
-                    let end = i + ch.len_utf8().min(b.len() - i);
-                    tokens.push(Tok::Punct(s.get(i..end).unwrap_or("?")));
-                    i = end.max(i + 1);
-                }
-            }
-        }
-    }
-    tokens
-}
-
-fn unterminated(mut tokens: Vec<Tok<'_>>) -> Vec<Tok<'_>> {
-    tokens.push(Tok::Lit);
-    tokens
-}
-
-/// Whether the previous significant token is a name, so that a following `.5` is a qualifier
-/// rather than a number.
-fn follows_name(tokens: &[Tok<'_>]) -> bool {
-    matches!(tokens.last(), Some(Tok::Word(_) | Tok::Ident(_)))
-}
-
-/// End (exclusive) of a quoted run whose content starts at `i`; a doubled quote is an escaped
-/// quote, and with `backslash` a backslash escapes the next byte. Delimiters are ASCII, so the
-/// continuation bytes of multi-byte chars can never match them.
-fn quoted_end(b: &[u8], mut i: usize, quote: u8, backslash: bool) -> Option<usize> {
-    while i < b.len() {
-        let c = b[i];
-        if backslash && c == b'\\' {
-            i += 2;
-        } else if c == quote {
-            if b.get(i + 1) == Some(&quote) {
-                i += 2;
-            } else {
-                return Some(i + 1);
-            }
-        } else {
-            i += 1;
-        }
-    }
-    None
-}
-
-/// End (exclusive) of a possibly nested `/* */` comment starting at `i`.
-fn block_comment_end(b: &[u8], mut i: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    while i + 1 < b.len() {
-        match (b[i], b[i + 1]) {
-            (b'/', b'*') => {
-                depth += 1;
-                i += 2;
-            }
-            (b'*', b'/') => {
-                depth -= 1;
-                i += 2;
-                if depth == 0 {
-                    return Some(i);
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    None
-}
-
-/// For a `$` at `i` that opens a dollar quote (`$$` or `$tag$`), the end (exclusive) of the
-/// opening delimiter.
-fn dollar_tag_end(s: &str, i: usize) -> Option<usize> {
-    let mut chars = s[i + 1..].char_indices();
-    let (_, first) = chars.next()?;
-    if first == '$' {
-        return Some(i + 2);
-    }
-    if !is_word_start(first) {
-        return None;
-    }
-    for (p, c) in chars {
-        if c == '$' {
-            return Some(i + 1 + p + 1);
-        }
-        if !(c.is_alphanumeric() || c == '_') {
-            return None;
-        }
-    }
-    None
-}
-
-/// End (exclusive) of the numeric literal starting at `i` (a digit, or a `.` followed by a digit).
-fn number_end(b: &[u8], i: usize) -> usize {
-    let digits = |mut k: usize| {
-        while k < b.len() && b[k].is_ascii_digit() {
-            k += 1;
-        }
-        k
-    };
-    if b[i] == b'0' && matches!(b.get(i + 1), Some(b'x' | b'X')) && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit) {
-        let mut k = i + 2;
-        while k < b.len() && b[k].is_ascii_hexdigit() {
-            k += 1;
-        }
-        return k;
-    }
-    let mut k = digits(i);
-    if b.get(k) == Some(&b'.') {
-        k = digits(k + 1);
-    }
-    if matches!(b.get(k), Some(b'e' | b'E')) {
-        let mut e = k + 1;
-        if matches!(b.get(e), Some(b'+' | b'-')) {
-            e += 1;
-        }
-        if b.get(e).is_some_and(u8::is_ascii_digit) {
-            k = digits(e);
-        }
-    }
-    k
+    Lexer::new(s, Dialect::POSTGRES)
+        .map(|t| match t.kind {
+            _ if !t.terminated => Tok::Lit,
+            Kind::Whitespace | Kind::Comment => Tok::Space,
+            Kind::Word => Tok::Word(t.text),
+            Kind::QuotedIdent => Tok::Ident(t.text),
+            Kind::String | Kind::DollarString | Kind::Number => Tok::Lit,
+            Kind::Placeholder => Tok::Param(t.text),
+            Kind::Punct => Tok::Punct(t.text),
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use crate::pipeline::Record;
 use agent_stats::AgentStats;
-pub use semconv::Observation;
 use semconv::Converger;
+pub use semconv::Observation;
 
 /// A consumer of converged records: a metric store, an exporter, a view.
 pub trait TelemetrySink: Send {

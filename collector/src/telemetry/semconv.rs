@@ -156,7 +156,9 @@ impl Converger {
     /// The name a peer goes by: the local process serving that address, else the address.
     fn peer_name(&self, r: &Record) -> String {
         match r.endpoint.role {
-            Role::Client => self.servers.get(&r.endpoint.remote).cloned().unwrap_or_else(|| r.endpoint.remote.to_string()),
+            Role::Client => {
+                self.servers.get(&r.endpoint.remote).cloned().unwrap_or_else(|| r.endpoint.remote.to_string())
+            }
             // A client's port changes with every connection: only its address says who it is.
             _ => r.endpoint.remote.ip().to_string(),
         }

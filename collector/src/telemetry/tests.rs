@@ -3,10 +3,10 @@
 
 use super::agent_stats::AgentStats;
 use super::semconv::{self, Converger, Edge};
-use crate::sinks::prometheus::MetricStore;
-use crate::sinks::table::Table;
 use crate::pipeline::record::{Attributes, Endpoint};
 use crate::pipeline::Record;
+use crate::sinks::prometheus::MetricStore;
+use crate::sinks::table::Table;
 
 /// The protocol named as records name it.
 fn protocol_named(name: &str) -> protocols::message::Protocol {

@@ -39,7 +39,8 @@ impl MetricStore {
             series.entry(o.attributes.clone()).or_default()
         } else {
             self.series_overflow += 1;
-            let folded = o.attributes.iter().map(|(k, _)| (*k, crate::telemetry::converge::OVERFLOW.to_string())).collect();
+            let folded =
+                o.attributes.iter().map(|(k, _)| (*k, crate::telemetry::converge::OVERFLOW.to_string())).collect();
             series.entry(folded).or_default()
         };
         h.observe(o.seconds);
@@ -114,12 +115,7 @@ fn render_agent(out: &mut String, stats: &AgentStats, store: &MetricStore) {
     ];
     sample(out, "strata_agent_info", &info, 1.0);
     let plain: [(&str, &str, &str, f64); 5] = [
-        (
-            "strata_tier_degraded",
-            "gauge",
-            "1 when capturing with a degraded (no BPF) tier",
-            stats.degraded() as f64,
-        ),
+        ("strata_tier_degraded", "gauge", "1 when capturing with a degraded (no BPF) tier", stats.degraded() as f64),
         ("strata_events_total", "counter", "Socket events captured", stats.events.load(Relaxed) as f64),
         (
             "strata_parse_errors_total",
