@@ -59,12 +59,11 @@ static __always_inline void check_fd(__u32 slot, int fd)
 	struct strata_btf_check_result *r = bpf_map_lookup_elem(&check_result, &slot);
 	if (!r || fd < 0)
 		return;
-	__u64 sock_id = 0;
-	struct socket *sock = socket_of_fd(fd, &sock_id);
-	if (!sock)
+	struct strata_sock_ref ref = {};
+	if (!socket_of_fd(fd, &ref))
 		return;
-	r->sock_id = sock_id;
-	read_socket(sock, &r->sock);
+	r->sock_id = ref.sock_id;
+	read_socket((struct socket *)ref.sock, &r->sock);
 	r->found = 1;
 }
 

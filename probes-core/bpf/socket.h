@@ -24,8 +24,17 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
-/* fd -> struct socket, only for AF_INET/AF_INET6 TCP or UDP sockets of the current task. */
-static __always_inline struct socket *socket_of_fd(int fd, __u64 *sock_id)
+/* What a socket fd leads to: the socket, its inode number (the socket's id), and the file and
+ * inode on the way, which the probes' socket cache compares to tell the same socket again. */
+struct strata_sock_ref {
+	__u64 sock;    /* struct socket * */
+	__u64 sock_id; /* inode number */
+	__u64 file;    /* struct file * */
+	__u64 inode;   /* struct inode * */
+};
+
+/* The file behind fd in the current task's table; NULL when fd is out of range or unused. */
+static __always_inline struct file *file_of_fd(int fd)
 {
 	if (fd < 0)
 		return NULL;
@@ -39,23 +48,38 @@ static __always_inline struct socket *socket_of_fd(int fd, __u64 *sock_id)
 	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *file = NULL;
 	bpf_core_read(&file, sizeof(file), &fds[fd]);
+	return file;
+}
+
+/* file -> struct socket, only for AF_INET/AF_INET6 TCP or UDP sockets; 0 otherwise. */
+static __always_inline int socket_of_file(struct file *file, struct strata_sock_ref *out)
+{
 	if (!file)
-		return NULL;
+		return 0;
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
 	umode_t mode = BPF_CORE_READ(inode, i_mode);
 	if ((mode & S_IFMT) != S_IFSOCK)
-		return NULL;
+		return 0;
 	struct socket *sock = BPF_CORE_READ(file, private_data);
 	if (!sock)
-		return NULL;
+		return 0;
 	short type = BPF_CORE_READ(sock, type);
 	if (type != SOCK_STREAM && type != SOCK_DGRAM)
-		return NULL;
+		return 0;
 	__u16 family = BPF_CORE_READ(sock, sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
-		return NULL;
-	*sock_id = BPF_CORE_READ(inode, i_ino);
-	return sock;
+		return 0;
+	out->sock = (__u64)sock;
+	out->sock_id = BPF_CORE_READ(inode, i_ino);
+	out->file = (__u64)file;
+	out->inode = (__u64)inode;
+	return 1;
+}
+
+/* fd -> struct socket, only for AF_INET/AF_INET6 TCP or UDP sockets of the current task. */
+static __always_inline int socket_of_fd(int fd, struct strata_sock_ref *out)
+{
+	return socket_of_file(file_of_fd(fd), out);
 }
 
 /* Both ends of a socket as the kernel knows them now. */

@@ -27,24 +27,27 @@ struct pending_call {
 	__u64 arg_buf;     /* buffer, iovec array, msghdr or mmsghdr array, connect's sockaddr */
 	__u64 arg_len;     /* buffer length or iovec/message count */
 	__u64 arg_addr;    /* recvfrom/sendto sockaddr pointer */
-	__u64 sock;        /* struct socket * of the fd */
-	__u64 sock_id;     /* its inode number */
-	__u32 syscall;
+	struct strata_sock_ref ref;
+	__u32 syscall;     /* 0 once exit took it */
 	__s32 fd;
 };
 
+/* One slot per thread, written in place at every enter and marked taken at exit, never deleted: a
+ * hash update (allocate, link, free the old element) costs more than the rest of an enter. Slots of
+ * threads that are gone are the least recently used, which the LRU map reclaims first. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 32768);
 	__type(key, __u64);
 	__type(value, struct pending_call);
 } pending SEC(".maps");
 
-/* Per-socket totals and ends, keyed by tgid << 32 | fd; sock_id tells a reused fd from the old
+/* Per-socket totals and ends, keyed by tgid << 32 | fd; ref.sock_id tells a reused fd from the old
  * socket. The ends are read from the socket once (and again at connect), not per record: a
- * socket's addresses do not change while it carries data. */
+ * socket's addresses do not change while it carries data. `ref` also makes this the fd's socket
+ * cache (see lookup_socket). */
 struct conn_totals {
-	__u64 sock_id;
+	struct strata_sock_ref ref;
 	__u64 bytes_sent;
 	__u64 bytes_received;
 	__u64 first_seen_ns;
@@ -173,12 +176,13 @@ static __always_inline __u64 conn_key(int fd)
 
 /* The totals entry of this fd, (re)started when the fd now names another socket; `refresh` reads
  * the socket's ends again (a connect just set them). */
-static __always_inline struct conn_totals *totals_for(int fd, struct socket *sock, __u64 sock_id, __u8 role,
+static __always_inline struct conn_totals *totals_for(int fd, const struct strata_sock_ref *ref, __u8 role,
 						      int refresh)
 {
 	__u64 key = conn_key(fd);
+	struct socket *sock = (struct socket *)ref->sock;
 	struct conn_totals *t = bpf_map_lookup_elem(&conns, &key);
-	if (t && t->sock_id == sock_id) {
+	if (t && t->ref.sock_id == ref->sock_id) {
 		if (role != STRATA_ROLE_UNKNOWN)
 			t->role = role;
 		if (refresh)
@@ -186,13 +190,35 @@ static __always_inline struct conn_totals *totals_for(int fd, struct socket *soc
 		return t;
 	}
 	struct conn_totals fresh = {
-		.sock_id = sock_id,
+		.ref = *ref,
 		.first_seen_ns = bpf_ktime_get_ns(),
 		.role = role,
 	};
 	read_socket(sock, &fresh.sock);
 	bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY);
 	return bpf_map_lookup_elem(&conns, &key);
+}
+
+/* fd -> socket through the fd's entry in conns when the fd still holds the file and inode that
+ * entry saw, and the inode still has its number: a socket's inode number is never handed to
+ * another socket, and a file or inode freed and reused at the same address would have to be both,
+ * with the same number, for the cache to be fooled. That skips half of the walk (the socket, its
+ * type and family), which is most of an enter's cost. */
+static __always_inline int lookup_socket(int fd, struct strata_sock_ref *out)
+{
+	struct file *file = file_of_fd(fd);
+	if (!file)
+		return 0;
+	__u64 key = conn_key(fd);
+	struct conn_totals *t = bpf_map_lookup_elem(&conns, &key);
+	if (t && t->ref.file == (__u64)file) {
+		struct inode *inode = BPF_CORE_READ(file, f_inode);
+		if ((__u64)inode == t->ref.inode && BPF_CORE_READ(inode, i_ino) == t->ref.sock_id) {
+			*out = t->ref;
+			return 1;
+		}
+	}
+	return socket_of_file(file, out);
 }
 
 /* ---- enter side ------------------------------------------------------------------------------ */
@@ -204,22 +230,23 @@ static __always_inline int stash(__u32 syscall, struct strata_sys_enter *ctx, __
 	if (!load_config(&cfg) || !traced(&cfg))
 		return 0;
 	int fd = (int)ctx->args[0];
-	__u64 sock_id = 0;
-	/* accept's fd is the listener; connect's is a fresh socket: both are sockets already. */
-	struct socket *sock = socket_of_fd(fd, &sock_id);
-	if (!sock)
-		return 0;
 	struct pending_call call = {
-		.enter_ns = bpf_ktime_get_ns(),
 		.arg_buf = buf,
 		.arg_len = len,
 		.arg_addr = addr,
-		.sock = (__u64)sock,
-		.sock_id = sock_id,
 		.syscall = syscall,
 		.fd = fd,
 	};
+	/* accept's fd is the listener; connect's is a fresh socket: both are sockets already. */
+	if (!lookup_socket(fd, &call.ref))
+		return 0;
+	call.enter_ns = bpf_ktime_get_ns();
 	__u64 id = bpf_get_current_pid_tgid();
+	struct pending_call *slot = bpf_map_lookup_elem(&pending, &id);
+	if (slot) {
+		*slot = call;
+		return 0;
+	}
 	if (bpf_map_update_elem(&pending, &id, &call, BPF_ANY))
 		count_lost(STRATA_LOST_PENDING);
 	return 0;
@@ -266,10 +293,21 @@ int enter_sendfile64(struct strata_sys_enter *ctx)
 
 /* ---- exit side ------------------------------------------------------------------------------- */
 
-static __always_inline struct pending_call *take_pending(__u64 *id)
+/* This thread's call in flight, if enter stashed one for `syscall` (accept's exit takes both
+ * accepts) and exit has not taken it yet. */
+static __always_inline struct pending_call *take_pending(__u32 syscall, __u32 or_syscall)
 {
-	*id = bpf_get_current_pid_tgid();
-	return bpf_map_lookup_elem(&pending, id);
+	__u64 id = bpf_get_current_pid_tgid();
+	struct pending_call *call = bpf_map_lookup_elem(&pending, &id);
+	if (!call || (call->syscall != syscall && call->syscall != or_syscall))
+		return NULL;
+	return call;
+}
+
+/* Exit is done with the call: the slot stays for the thread's next one. */
+static __always_inline void release(struct pending_call *call)
+{
+	call->syscall = 0;
 }
 
 /* Copy up to `want` bytes from a user buffer into the scratch payload at `*off`. */
@@ -314,16 +352,15 @@ static __always_inline void copy_iovecs(struct data_scratch *s, __u32 cap, __u32
 }
 
 static __always_inline int emit_data(void *ctx, struct data_scratch *s, struct pending_call *call,
-				     struct socket *sock, __u64 sock_id, __u8 direction,
-				     __u64 byte_count, __u32 captured, __u64 peer_addr)
+				     __u8 direction, __u64 byte_count, __u32 captured, __u64 peer_addr)
 {
 	struct strata_data_event *ev = &s->ev;
-	struct conn_totals *t = totals_for(call->fd, sock, sock_id, STRATA_ROLE_UNKNOWN, 0);
-	fill_header(&ev->hdr, STRATA_KIND_DATA, call->fd, sock_id);
+	struct conn_totals *t = totals_for(call->fd, &call->ref, STRATA_ROLE_UNKNOWN, 0);
+	fill_header(&ev->hdr, STRATA_KIND_DATA, call->fd, call->ref.sock_id);
 	if (t)
 		ev->sock = t->sock;
 	else
-		read_socket(sock, &ev->sock);
+		read_socket((struct socket *)call->ref.sock, &ev->sock);
 	ev->enter_ns = call->enter_ns;
 	ev->byte_count = byte_count;
 	ev->syscall = call->syscall;
@@ -367,10 +404,10 @@ enum payload_shape {
 	SHAPE_NONE,     /* sendfile: no payload */
 };
 
-static __always_inline int exit_data(struct strata_sys_exit *ctx, __u8 direction, enum payload_shape shape)
+static __always_inline int exit_data(struct strata_sys_exit *ctx, __u32 syscall, __u8 direction,
+				     enum payload_shape shape)
 {
-	__u64 id;
-	struct pending_call *call = take_pending(&id);
+	struct pending_call *call = take_pending(syscall, syscall);
 	if (!call)
 		return 0;
 	long ret = ctx->ret;
@@ -378,8 +415,6 @@ static __always_inline int exit_data(struct strata_sys_exit *ctx, __u8 direction
 	if (ret <= 0 || !load_config(&cfg))
 		goto done;
 
-	__u64 sock_id = call->sock_id;
-	struct socket *sock = (struct socket *)call->sock;
 	__u32 zero = 0;
 	struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
@@ -389,48 +424,45 @@ static __always_inline int exit_data(struct strata_sys_exit *ctx, __u8 direction
 	switch (shape) {
 	case SHAPE_BUFFER:
 		copy_chunk(s, cfg.capture_bytes, &off, call->arg_buf, ret);
-		emit_data(ctx, s, call, sock, sock_id, direction, ret, off, 0);
+		emit_data(ctx, s, call, direction, ret, off, 0);
 		break;
 	case SHAPE_ADDRBUF:
 		copy_chunk(s, cfg.capture_bytes, &off, call->arg_buf, ret);
-		emit_data(ctx, s, call, sock, sock_id, direction, ret, off, call->arg_addr);
+		emit_data(ctx, s, call, direction, ret, off, call->arg_addr);
 		break;
 	case SHAPE_IOVEC:
 		copy_iovecs(s, cfg.capture_bytes, &off, call->arg_buf, call->arg_len, ret);
-		emit_data(ctx, s, call, sock, sock_id, direction, ret, off, 0);
+		emit_data(ctx, s, call, direction, ret, off, 0);
 		break;
 	case SHAPE_MSGHDR: {
 		struct strata_msghdr msg = {};
 		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)call->arg_buf))
 			break;
 		copy_iovecs(s, cfg.capture_bytes, &off, msg.iov, msg.iovlen, ret);
-		emit_data(ctx, s, call, sock, sock_id, direction, ret, off, msg.name);
+		emit_data(ctx, s, call, direction, ret, off, msg.name);
 		break;
 	}
 	case SHAPE_NONE:
-		emit_data(ctx, s, call, sock, sock_id, direction, ret, 0, 0);
+		emit_data(ctx, s, call, direction, ret, 0, 0);
 		break;
 	}
 done:
-	bpf_map_delete_elem(&pending, &id);
+	release(call);
 	return 0;
 }
 
 /* recvmmsg/sendmmsg return the number of messages; each mmsghdr carries its own msg_len. Messages
  * beyond STRATA_MAX_MMSG are counted as lost, never dropped silently. */
-static __always_inline int exit_mmsg(struct strata_sys_exit *ctx, __u8 direction)
+static __always_inline int exit_mmsg(struct strata_sys_exit *ctx, __u32 syscall, __u8 direction)
 {
-	__u64 id;
-	struct pending_call *call = take_pending(&id);
+	struct pending_call *call = take_pending(syscall, syscall);
 	if (!call)
 		return 0;
 	long ret = ctx->ret;
 	struct strata_config cfg;
-	__u64 sock_id = call->sock_id;
-	struct socket *sock = ret > 0 && load_config(&cfg) ? (struct socket *)call->sock : NULL;
 	__u32 zero = 0;
 	struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!sock || !s)
+	if (ret <= 0 || !load_config(&cfg) || !s)
 		goto done;
 #pragma unroll
 	for (int i = 0; i < STRATA_MAX_MMSG; i++) {
@@ -443,60 +475,59 @@ static __always_inline int exit_mmsg(struct strata_sys_exit *ctx, __u8 direction
 		}
 		__u32 off = 0;
 		copy_iovecs(s, cfg.capture_bytes, &off, m.hdr.iov, m.hdr.iovlen, m.len);
-		emit_data(ctx, s, call, sock, sock_id, direction, m.len, off, m.hdr.name);
+		emit_data(ctx, s, call, direction, m.len, off, m.hdr.name);
 	}
 	if (ret > STRATA_MAX_MMSG)
 		count_lost_n(STRATA_LOST_MMSG, ret - STRATA_MAX_MMSG);
 done:
-	bpf_map_delete_elem(&pending, &id);
+	release(call);
 	return 0;
 }
 
-#define EXIT_DATA(name, dir, shape)                                                                 \
+#define EXIT_DATA(name, sys, dir, shape)                                                            \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                                  \
 	int exit_##name(struct strata_sys_exit *ctx)                                                \
 	{                                                                                           \
-		return exit_data(ctx, dir, shape);                                                  \
+		return exit_data(ctx, sys, dir, shape);                                             \
 	}
 
-EXIT_DATA(read, STRATA_DIR_INGRESS, SHAPE_BUFFER)
-EXIT_DATA(write, STRATA_DIR_EGRESS, SHAPE_BUFFER)
-EXIT_DATA(readv, STRATA_DIR_INGRESS, SHAPE_IOVEC)
-EXIT_DATA(writev, STRATA_DIR_EGRESS, SHAPE_IOVEC)
-EXIT_DATA(recvfrom, STRATA_DIR_INGRESS, SHAPE_ADDRBUF)
-EXIT_DATA(sendto, STRATA_DIR_EGRESS, SHAPE_ADDRBUF)
-EXIT_DATA(recvmsg, STRATA_DIR_INGRESS, SHAPE_MSGHDR)
-EXIT_DATA(sendmsg, STRATA_DIR_EGRESS, SHAPE_MSGHDR)
-EXIT_DATA(sendfile64, STRATA_DIR_EGRESS, SHAPE_NONE)
+EXIT_DATA(read, STRATA_SYS_READ, STRATA_DIR_INGRESS, SHAPE_BUFFER)
+EXIT_DATA(write, STRATA_SYS_WRITE, STRATA_DIR_EGRESS, SHAPE_BUFFER)
+EXIT_DATA(readv, STRATA_SYS_READV, STRATA_DIR_INGRESS, SHAPE_IOVEC)
+EXIT_DATA(writev, STRATA_SYS_WRITEV, STRATA_DIR_EGRESS, SHAPE_IOVEC)
+EXIT_DATA(recvfrom, STRATA_SYS_RECVFROM, STRATA_DIR_INGRESS, SHAPE_ADDRBUF)
+EXIT_DATA(sendto, STRATA_SYS_SENDTO, STRATA_DIR_EGRESS, SHAPE_ADDRBUF)
+EXIT_DATA(recvmsg, STRATA_SYS_RECVMSG, STRATA_DIR_INGRESS, SHAPE_MSGHDR)
+EXIT_DATA(sendmsg, STRATA_SYS_SENDMSG, STRATA_DIR_EGRESS, SHAPE_MSGHDR)
+EXIT_DATA(sendfile64, STRATA_SYS_SENDFILE, STRATA_DIR_EGRESS, SHAPE_NONE)
 
 SEC("tracepoint/syscalls/sys_exit_recvmmsg")
 int exit_recvmmsg(struct strata_sys_exit *ctx)
 {
-	return exit_mmsg(ctx, STRATA_DIR_INGRESS);
+	return exit_mmsg(ctx, STRATA_SYS_RECVMMSG, STRATA_DIR_INGRESS);
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendmmsg")
 int exit_sendmmsg(struct strata_sys_exit *ctx)
 {
-	return exit_mmsg(ctx, STRATA_DIR_EGRESS);
+	return exit_mmsg(ctx, STRATA_SYS_SENDMMSG, STRATA_DIR_EGRESS);
 }
 
 /* ---- connections ----------------------------------------------------------------------------- */
 
 static __always_inline int emit_open(void *ctx, struct pending_call *call, int fd, __u8 role, long ret)
 {
-	__u64 sock_id = 0;
-	struct socket *sock = socket_of_fd(fd, &sock_id);
-	if (!sock)
+	struct strata_sock_ref ref = {};
+	if (!socket_of_fd(fd, &ref))
 		return 0;
 	/* connect just set the ends; accept's socket is new. */
-	struct conn_totals *t = totals_for(fd, sock, sock_id, role, 1);
+	struct conn_totals *t = totals_for(fd, &ref, role, 1);
 	struct strata_open_event ev = {};
-	fill_header(&ev.hdr, STRATA_KIND_OPEN, fd, sock_id);
+	fill_header(&ev.hdr, STRATA_KIND_OPEN, fd, ref.sock_id);
 	if (t)
 		ev.sock = t->sock;
 	else
-		read_socket(sock, &ev.sock);
+		read_socket((struct socket *)ref.sock, &ev.sock);
 	ev.sock.role = role;
 	ev.syscall = call->syscall;
 	ev.ret = ret;
@@ -509,13 +540,12 @@ static __always_inline int emit_open(void *ctx, struct pending_call *call, int f
 /* accept returns the new connection's fd. */
 static __always_inline int exit_accept_common(struct strata_sys_exit *ctx)
 {
-	__u64 id;
-	struct pending_call *call = take_pending(&id);
+	struct pending_call *call = take_pending(STRATA_SYS_ACCEPT, STRATA_SYS_ACCEPT4);
 	if (!call)
 		return 0;
 	if (ctx->ret >= 0)
 		emit_open(ctx, call, (int)ctx->ret, STRATA_ROLE_SERVER, 0);
-	bpf_map_delete_elem(&pending, &id);
+	release(call);
 	return 0;
 }
 
@@ -535,14 +565,13 @@ int exit_accept4(struct strata_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_connect")
 int exit_connect(struct strata_sys_exit *ctx)
 {
-	__u64 id;
-	struct pending_call *call = take_pending(&id);
+	struct pending_call *call = take_pending(STRATA_SYS_CONNECT, STRATA_SYS_CONNECT);
 	if (!call)
 		return 0;
 	long ret = ctx->ret;
 	if (ret == 0 || ret == -EINPROGRESS)
 		emit_open(ctx, call, call->fd, STRATA_ROLE_CLIENT, ret);
-	bpf_map_delete_elem(&pending, &id);
+	release(call);
 	return 0;
 }
 
@@ -558,11 +587,10 @@ int enter_close(struct strata_sys_enter *ctx)
 	struct conn_totals *t = bpf_map_lookup_elem(&conns, &key);
 	if (!t)
 		return 0;
-	__u64 sock_id = 0;
-	struct socket *sock = socket_of_fd(fd, &sock_id);
-	if (sock && sock_id == t->sock_id) {
+	struct strata_sock_ref ref = {};
+	if (lookup_socket(fd, &ref) && ref.sock_id == t->ref.sock_id) {
 		struct strata_close_event ev = {};
-		fill_header(&ev.hdr, STRATA_KIND_CLOSE, fd, sock_id);
+		fill_header(&ev.hdr, STRATA_KIND_CLOSE, fd, ref.sock_id);
 		ev.sock = t->sock;
 		ev.sock.role = t->role;
 		ev.bytes_sent = t->bytes_sent;

@@ -335,3 +335,65 @@ fn core_tcp_state_changes_only_when_asked() {
 
     assert_eq!(run(&[]), Vec::<Value>::new(), "state changes without --tcp-states");
 }
+
+/// The probes remember which socket an fd held (a cache checked against the fd's file, inode and
+/// inode number), so a socket replaced without close() must not be taken for the new file. Here
+/// dup2() puts a pipe where a connected socket was: what is then written to that fd is no socket
+/// data, and a new connection at the same fd number is a new socket with its own ends.
+fn fd_reused_without_close(mode: &Mode) {
+    use std::os::fd::AsRawFd;
+    let nginx = servers::nginx();
+    let server = format!("127.0.0.1:{}", nginx.port);
+    let agent = Agent::start(mode.args);
+    let pid = std::process::id();
+
+    let mut first = TcpStream::connect(&server).unwrap();
+    first.write_all(b"GET /before-dup2 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(first.read(&mut buf).unwrap() > 0);
+    let fd = first.as_raw_fd();
+    let (mut pipe_r, pipe_w) = std::io::pipe().unwrap();
+    // SAFETY: both fds are open and owned here; dup2 replaces `fd`, which `first` still owns and
+    // closes at the end of the test (closing the pipe's copy).
+    assert_eq!(unsafe { libc::dup2(pipe_w.as_raw_fd(), fd) }, fd);
+    let secret = b"written to a pipe, never to be seen as socket data";
+    // SAFETY: fd is open (the pipe's write end now); the buffer outlives the call.
+    assert_eq!(unsafe { libc::write(fd, secret.as_ptr().cast(), secret.len()) }, secret.len() as isize);
+    let mut got = vec![0u8; secret.len()];
+    pipe_r.read_exact(&mut got).unwrap();
+    drop(first); // closes fd (the pipe's copy)
+
+    let mut second = TcpStream::connect(&server).unwrap();
+    assert_eq!(second.as_raw_fd(), fd, "the new socket takes the lowest free fd");
+    second.write_all(b"GET /after-dup2 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert!(second.read(&mut buf).unwrap() > 0);
+    let second_local = second.local_addr().unwrap().to_string();
+    drop(second);
+    std::thread::sleep(Duration::from_millis(200));
+    let c = agent.stop();
+    assert!(c.status.success(), "strata exited with {}: {}", c.status, c.stderr);
+
+    let mine: Vec<&Value> = c.of_pid(pid).filter(|e| e["event"] == "data" && e["fd"] == fd).collect();
+    for e in &mine {
+        assert!(!contains(&Captured::payload(e), secret), "pipe data captured as socket data: {e}");
+    }
+    let sent: Vec<Vec<u8>> = mine.iter().filter(|e| e["direction"] == "egress").map(|e| Captured::payload(e)).collect();
+    assert_eq!(sent.len(), 2, "one request per connection: {mine:?}");
+    assert!(sent[0].starts_with(b"GET /before-dup2 "));
+    assert!(sent[1].starts_with(b"GET /after-dup2 "));
+    let after: Vec<&&Value> = mine.iter().filter(|e| Captured::payload(e).starts_with(b"GET /after-dup2 ")).collect();
+    assert_eq!(after[0]["local"], second_local.as_str(), "the new connection's own ends");
+    assert_ne!(after[0]["sock_id"], mine[0]["sock_id"], "a new socket, not the cached one");
+}
+
+#[test]
+fn core_fd_reused_without_close_is_not_the_old_socket() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    fd_reused_without_close(&CORE_RING);
+}
+
+#[test]
+fn core_perf_buffer_fd_reused_without_close_is_not_the_old_socket() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    fd_reused_without_close(&CORE_PERF_BUFFER);
+}
