@@ -22,6 +22,11 @@ pub trait EventSink: Send {
 /// A consumer of request/response records.
 pub trait RecordSink: Send {
     fn write_batch(&mut self, records: &[Record]) -> std::io::Result<()>;
+    /// The same, for the last sink of a flow, which may keep the records rather than copy them
+    /// (telemetry hands them to its own thread).
+    fn take_batch(&mut self, records: Vec<Record>) -> std::io::Result<()> {
+        self.write_batch(&records)
+    }
     fn finish(&mut self) -> std::io::Result<()>;
 }
 
@@ -101,9 +106,14 @@ impl RecordFlow {
         if self.records.is_empty() {
             return Ok(());
         }
-        let result = self.sinks.iter_mut().try_for_each(|s| s.write_batch(&self.records));
-        self.records.clear();
-        result
+        let Some((last, others)) = self.sinks.split_last_mut() else {
+            self.records.clear();
+            return Ok(());
+        };
+        let written = others.iter_mut().try_for_each(|s| s.write_batch(&self.records));
+        let capacity = self.records.len();
+        let records = std::mem::replace(&mut self.records, Vec::with_capacity(capacity));
+        written.and(last.take_batch(records))
     }
 
     fn finish(&mut self) -> std::io::Result<()> {

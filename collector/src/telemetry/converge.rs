@@ -363,6 +363,13 @@ impl LabelLimiter {
         Cow::Borrowed(OVERFLOW)
     }
 
+    /// Counts one more observation folded for `label` (a series worked out before, whose value
+    /// [`admit`](Self::admit) folded then and would fold again).
+    pub fn count_folded(&mut self, label: &'static str) {
+        let state = self.labels.entry(label).or_default();
+        state.folded = state.folded.saturating_add(1);
+    }
+
     /// Labels with at least one folded observation and their counts, ordered by label name. The
     /// count is the number of folded *observations* (calls to [`admit`](Self::admit) that
     /// returned [`OVERFLOW`]), not the number of distinct folded values, which is not tracked

@@ -50,10 +50,16 @@ pub enum TelemetryError {
 
 /// The pipeline side's handle: offers records, then finishes (flushing every sink).
 pub struct Telemetry {
-    queue: Option<SyncSender<Record>>,
+    /// Batches as the pipeline made them: one hand-over per batch, not per record.
+    queue: Option<SyncSender<Vec<Record>>>,
+    /// Records (not batches) the queue may hold.
+    capacity: u64,
     stats: Arc<AgentStats>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// Batches in flight at most; the record count is what bounds the queue.
+const QUEUED_BATCHES: usize = 4096;
 
 /// How often the telemetry thread wakes when idle (the table, flushes, folded counts).
 pub const TICK: Duration = Duration::from_millis(200);
@@ -64,7 +70,7 @@ impl Telemetry {
         stats: Arc<AgentStats>,
         sinks: Vec<Box<dyn TelemetrySink>>,
     ) -> Result<Telemetry, TelemetryError> {
-        let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
+        let (tx, rx) = mpsc::sync_channel(QUEUED_BATCHES);
         let mut converger = Converger::new(config.label_limit);
         if config.process_names_from_proc {
             converger = converger.with_process_names(Box::new(process_name));
@@ -74,26 +80,32 @@ impl Telemetry {
             .name("strata-telemetry".into())
             .spawn(move || worker.run(rx))
             .map_err(TelemetryError::Thread)?;
-        Ok(Telemetry { queue: Some(tx), stats, thread: Some(thread) })
+        Ok(Telemetry { queue: Some(tx), capacity: config.queue_capacity as u64, stats, thread: Some(thread) })
     }
 
-    /// Hands records over; when the queue is full a record is dropped and counted.
-    pub fn offer(&self, records: &[Record]) {
+    /// Hands records over; what does not fit in the queue is dropped and counted.
+    pub fn offer(&self, mut records: Vec<Record>) {
         let Some(q) = &self.queue else { return };
         let mut by_protocol: Vec<(&'static str, u64)> = Vec::new();
-        let (mut sent, mut dropped) = (0, 0);
-        for r in records {
+        for r in &records {
             match by_protocol.iter_mut().find(|(p, _)| *p == r.protocol.name()) {
                 Some((_, n)) => *n += 1,
                 None => by_protocol.push((r.protocol.name(), 1)),
             }
-            match q.try_send(r.clone()) {
-                Ok(()) => sent += 1,
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => dropped += 1,
-            }
         }
         self.stats.add_records(by_protocol);
-        self.stats.queue_depth.fetch_add(sent, Relaxed);
+        // Only this thread adds to the depth, so the room read here cannot shrink before the add.
+        let room = self.capacity.saturating_sub(self.stats.queue_depth.load(Relaxed));
+        let mut dropped = records.len().saturating_sub(room as usize) as u64;
+        records.truncate(room as usize);
+        let n = records.len() as u64;
+        if n > 0 {
+            self.stats.queue_depth.fetch_add(n, Relaxed);
+            if let Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) = q.try_send(records) {
+                self.stats.queue_depth.fetch_sub(b.len() as u64, Relaxed);
+                dropped += n;
+            }
+        }
         if dropped > 0 {
             self.stats.add_dropped("telemetry", dropped);
         }
@@ -114,6 +126,11 @@ impl Telemetry {
 
 impl crate::flow::RecordSink for Telemetry {
     fn write_batch(&mut self, records: &[Record]) -> std::io::Result<()> {
+        self.offer(records.to_vec());
+        Ok(())
+    }
+
+    fn take_batch(&mut self, records: Vec<Record>) -> std::io::Result<()> {
         self.offer(records);
         Ok(())
     }
@@ -142,21 +159,20 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, rx: mpsc::Receiver<Record>) {
-        let mut batch = Vec::with_capacity(1024);
+    fn run(mut self, rx: mpsc::Receiver<Vec<Record>>) {
         loop {
             match rx.recv_timeout(TICK) {
-                Ok(first) => {
-                    // Take whatever else is waiting too: each sink sees one batch at a time.
-                    batch.push(first);
-                    while batch.len() < 1024 {
+                Ok(mut batch) => {
+                    // Take whatever else is waiting too, up to a bound: each sink sees one batch
+                    // at a time, and fewer, larger batches cost less per record.
+                    while batch.len() < 4096 {
                         match rx.try_recv() {
-                            Ok(r) => batch.push(r),
+                            Ok(more) => batch.extend(more),
                             Err(_) => break,
                         }
                     }
                     self.stats.queue_depth.fetch_sub(batch.len() as u64, Relaxed);
-                    self.handle(&mut batch);
+                    self.handle(batch);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -172,9 +188,9 @@ impl Worker {
         }
     }
 
-    fn handle(&mut self, records: &mut Vec<Record>) {
+    fn handle(&mut self, records: Vec<Record>) {
         let observed: Vec<(Record, Observation)> = records
-            .drain(..)
+            .into_iter()
             .filter_map(|r| {
                 let o = self.converger.observe(&r)?;
                 Some((r, o))

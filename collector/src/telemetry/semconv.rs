@@ -3,7 +3,10 @@
 //! most `limit` values per label). docs/metrics.md lists the result.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Deref;
+use std::sync::Arc;
 
 use protocols::message::Protocol;
 use strata_event::Role;
@@ -67,14 +70,29 @@ pub const DNS_SERVER: Instrument = instrument!(
     "Duration of DNS queries seen from the DNS server's process"
 );
 
-/// One record as a measurement: which instrument, with which (converged) attributes.
+/// One record as a measurement: its series (shared by every record that converges alike) and
+/// its duration. Reads as its series (`o.attributes`, `o.instrument`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observation {
+    pub series: Arc<Series>,
+    pub seconds: f64,
+}
+
+impl Deref for Observation {
+    type Target = Series;
+    fn deref(&self) -> &Series {
+        &self.series
+    }
+}
+
+/// What a record converges to: which instrument, with which attributes. Worked out once per
+/// distinct record shape and shared (see [`Converger`]), so sinks may key on the `Arc`'s address.
+#[derive(Debug, PartialEq)]
+pub struct Series {
     pub instrument: Instrument,
     /// Client or server: whose process saw it.
     pub role: Role,
     pub attributes: Vec<(&'static str, String)>,
-    pub seconds: f64,
     pub error: bool,
     /// A short name for the operation (`GET /users/{id}`, `SELECT`, `Produce orders`): span
     /// names and the terminal table.
@@ -82,6 +100,8 @@ pub struct Observation {
     /// The service-graph edge this counts on: None for a server's record of a call whose client
     /// runs on this node (the client's record counts it).
     pub edge: Option<Edge>,
+    /// Labels whose value folded into `*`: each observation of the series counts them again.
+    folded: Vec<&'static str>,
 }
 
 /// A service-graph edge: who called whom.
@@ -98,18 +118,26 @@ pub struct Edge {
 /// process is gone, or the records come from a capture file).
 pub type ProcessNames = Box<dyn FnMut(u32) -> Option<String> + Send>;
 
-/// Learns which process serves which address, so a client's peer gets a name.
+/// Turns records into observations, and learns which process serves which address, so a
+/// client's peer gets a name.
+///
+/// Templating a path, obfuscating SQL and admitting each label cost far more than the record
+/// itself, and a busy service repeats the same few shapes: the series a record converges to is
+/// kept by everything it depends on (process, role, protocol, peer, operation, target, status,
+/// error) and reused. Admission only ever grows, so a kept series stays right; what the
+/// converger learns (a server's name, a local client, a process name) starts the memo over.
 pub struct Converger {
     limiter: LabelLimiter,
     /// Resolves a pid to its process's name, cached: the comm a record carries is the thread's,
     /// and thread names (`tokio-rt-worker`, `http-nio-8080-exec-3`) are no service's name.
     process_names: Option<ProcessNames>,
-    names: HashMap<u32, String>,
+    names: HashMap<u32, Arc<str>>,
     /// Listening address → the serving process, from server-side records.
-    servers: HashMap<SocketAddr, String>,
+    servers: HashMap<SocketAddr, Arc<str>>,
     /// Addresses of this node's clients, from client-side records: a server-side record from one
     /// of them is the same call already counted on the client's side.
     local_clients: HashSet<IpAddr>,
+    memo: Memo,
 }
 
 /// Bounds on what the converger learns (it sees every record for the agent's lifetime).
@@ -117,6 +145,93 @@ const MAX_SERVERS: usize = 4096;
 const MAX_CLIENT_IPS: usize = 4096;
 /// Process names cached; past it the cache starts over (pids are reused, names go stale).
 const MAX_NAMES: usize = 8192;
+/// Series remembered; past it the memo starts over.
+const MAX_MEMO: usize = 65536;
+
+/// Series by a hash of what they depend on; a bucket holds the (rare) collisions.
+#[derive(Default)]
+struct Memo {
+    buckets: HashMap<u64, Vec<(MemoKey, Arc<Series>)>>,
+    len: usize,
+}
+
+/// What a series depends on, beyond what the converger has learnt.
+#[derive(Debug, PartialEq, Eq)]
+struct MemoKey {
+    pid: u32,
+    /// The thread's name: the service's name where process names are not looked up.
+    comm: strata_event::Comm,
+    role: Role,
+    protocol: Protocol,
+    /// The peer: the whole address for a client (it names the server), only the address for a
+    /// server (a client's port changes with every connection).
+    peer: SocketAddr,
+    operation: Option<Box<str>>,
+    target: Option<Box<str>>,
+    status: Option<Box<str>>,
+    error: Option<Box<str>>,
+}
+
+impl MemoKey {
+    fn peer(r: &Record) -> SocketAddr {
+        match r.endpoint.role {
+            Role::Client => r.endpoint.remote,
+            _ => SocketAddr::new(r.endpoint.remote.ip(), 0),
+        }
+    }
+
+    fn hash_of(r: &Record) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        (r.endpoint.pid, r.endpoint.comm, r.endpoint.role, r.protocol, Self::peer(r)).hash(&mut h);
+        (r.operation.as_deref(), r.target.as_deref(), r.status.as_deref(), r.error.as_deref()).hash(&mut h);
+        h.finish()
+    }
+
+    fn of(r: &Record) -> MemoKey {
+        MemoKey {
+            pid: r.endpoint.pid,
+            comm: r.endpoint.comm,
+            role: r.endpoint.role,
+            protocol: r.protocol,
+            peer: Self::peer(r),
+            operation: r.operation.as_deref().map(Into::into),
+            target: r.target.as_deref().map(Into::into),
+            status: r.status.as_deref().map(Into::into),
+            error: r.error.as_deref().map(Into::into),
+        }
+    }
+
+    fn matches(&self, r: &Record) -> bool {
+        self.pid == r.endpoint.pid
+            && self.comm == r.endpoint.comm
+            && self.role == r.endpoint.role
+            && self.protocol == r.protocol
+            && self.peer == Self::peer(r)
+            && self.operation.as_deref() == r.operation.as_deref()
+            && self.target.as_deref() == r.target.as_deref()
+            && self.status.as_deref() == r.status.as_deref()
+            && self.error.as_deref() == r.error.as_deref()
+    }
+}
+
+impl Memo {
+    fn get(&self, hash: u64, r: &Record) -> Option<&Arc<Series>> {
+        self.buckets.get(&hash)?.iter().find(|(k, _)| k.matches(r)).map(|(_, s)| s)
+    }
+
+    fn insert(&mut self, hash: u64, r: &Record, series: Arc<Series>) {
+        if self.len >= MAX_MEMO {
+            self.clear();
+        }
+        self.buckets.entry(hash).or_default().push((MemoKey::of(r), series));
+        self.len += 1;
+    }
+
+    fn clear(&mut self) {
+        self.buckets.clear();
+        self.len = 0;
+    }
+}
 
 impl Converger {
     pub fn new(label_limit: usize) -> Converger {
@@ -126,6 +241,7 @@ impl Converger {
             names: HashMap::new(),
             servers: HashMap::new(),
             local_clients: HashSet::new(),
+            memo: Memo::default(),
         }
     }
 
@@ -136,14 +252,17 @@ impl Converger {
     }
 
     /// The service a record's process is: its process name, else the thread's comm.
-    fn service(&mut self, r: &Record) -> String {
-        let Some(resolve) = self.process_names.as_mut() else { return r.endpoint.comm.to_string() };
+    fn service(&mut self, r: &Record) -> Arc<str> {
+        let Some(resolve) = self.process_names.as_mut() else { return r.endpoint.comm.as_str().into() };
         if let Some(name) = self.names.get(&r.endpoint.pid) {
             return name.clone();
         }
-        let name = resolve(r.endpoint.pid).filter(|n| !n.is_empty()).unwrap_or_else(|| r.endpoint.comm.to_string());
+        let name: Arc<str> =
+            resolve(r.endpoint.pid).filter(|n| !n.is_empty()).unwrap_or_else(|| r.endpoint.comm.to_string()).into();
         if self.names.len() >= MAX_NAMES {
+            // A pid seen again may now be another process: nothing kept by pid holds.
             self.names.clear();
+            self.memo.clear();
         }
         self.names.insert(r.endpoint.pid, name.clone());
         name
@@ -156,21 +275,30 @@ impl Converger {
     /// The name a peer goes by: the local process serving that address, else the address.
     fn peer_name(&self, r: &Record) -> String {
         match r.endpoint.role {
-            Role::Client => {
-                self.servers.get(&r.endpoint.remote).cloned().unwrap_or_else(|| r.endpoint.remote.to_string())
-            }
+            Role::Client => match self.servers.get(&r.endpoint.remote) {
+                Some(name) => name.to_string(),
+                None => r.endpoint.remote.to_string(),
+            },
             // A client's port changes with every connection: only its address says who it is.
             _ => r.endpoint.remote.ip().to_string(),
         }
     }
 
-    fn learn(&mut self, r: &Record, service: &str) {
+    /// Learns from the record; anything new starts the memo over (a client's peer may now have
+    /// a name, a server's caller may now be local).
+    fn learn(&mut self, r: &Record) {
         match r.endpoint.role {
             Role::Server if self.servers.len() < MAX_SERVERS || self.servers.contains_key(&r.endpoint.local) => {
-                self.servers.insert(r.endpoint.local, service.to_string());
+                let service = self.service(r);
+                if self.servers.get(&r.endpoint.local) != Some(&service) {
+                    self.servers.insert(r.endpoint.local, service);
+                    self.memo.clear();
+                }
             }
             Role::Client if self.local_clients.len() < MAX_CLIENT_IPS => {
-                self.local_clients.insert(r.endpoint.local.ip());
+                if self.local_clients.insert(r.endpoint.local.ip()) {
+                    self.memo.clear();
+                }
             }
             _ => {}
         }
@@ -178,14 +306,32 @@ impl Converger {
 
     /// The record as a measurement; None when it has no duration (no response came) or no role.
     pub fn observe(&mut self, r: &Record) -> Option<Observation> {
-        let service = self.service(r);
-        self.learn(r, &service);
+        self.learn(r);
         let latency = r.latency_ns?;
-        let server = match r.endpoint.role {
-            Role::Server => true,
-            Role::Client => false,
-            Role::Unknown => return None,
+        if r.endpoint.role == Role::Unknown {
+            return None;
+        }
+        let hash = MemoKey::hash_of(r);
+        let series = match self.memo.get(hash, r) {
+            Some(series) => {
+                for label in &series.folded {
+                    self.limiter.count_folded(label);
+                }
+                series.clone()
+            }
+            None => {
+                let series = Arc::new(self.converge(r));
+                self.memo.insert(hash, r, series.clone());
+                series
+            }
         };
+        Some(Observation { series, seconds: latency as f64 / 1e9 })
+    }
+
+    /// What the record converges to (a record with a client or server role).
+    fn converge(&mut self, r: &Record) -> Series {
+        let server = r.endpoint.role == Role::Server;
+        let service = self.service(r).to_string();
         let peer = self.peer_name(r);
         let target = r.target.as_deref().unwrap_or("");
         let op = r.operation.as_deref().unwrap_or("");
@@ -265,9 +411,11 @@ impl Converger {
         if let Some(e) = error_type {
             attrs.push(("error.type", e));
         }
+        let mut folded = Vec::new();
         for (k, v) in attrs.iter_mut() {
             if self.limiter.admit(k, v) == OVERFLOW {
                 *v = OVERFLOW.to_string();
+                folded.push(*k);
             }
         }
         let service = attrs[0].1.clone();
@@ -279,15 +427,7 @@ impl Converger {
         } else {
             Some(Edge { client: peer_label, server: service, connection_type, observed_by_client: false })
         };
-        Some(Observation {
-            instrument,
-            role: r.endpoint.role,
-            attributes: attrs,
-            seconds: latency as f64 / 1e9,
-            error,
-            operation,
-            edge,
-        })
+        Series { instrument, role: r.endpoint.role, attributes: attrs, error, operation, edge, folded }
     }
 }
 

@@ -135,7 +135,7 @@ fn clients_name_their_peer_after_the_local_server_and_count_the_edge() {
     remote.endpoint.remote = "10.1.2.3:40000".parse().unwrap();
     let o = c.observe(&remote).unwrap();
     assert_eq!(attr(&o, "peer.service"), Some("10.1.2.3"));
-    let e = o.edge.unwrap();
+    let e = o.edge.clone().unwrap();
     assert_eq!((e.client.as_str(), e.server.as_str(), e.connection_type), ("10.1.2.3", "postgres", "database"));
 }
 
@@ -212,4 +212,33 @@ fn services_are_named_after_their_process_not_the_thread_seen() {
     // The client of that server then names its peer after the process.
     let client = c.observe(&record("kafka", "client", "Produce", "orders", "OK")).unwrap();
     assert_eq!(attr(&client, "peer.service"), Some("tokio-rt-worker"), "the last server seen on that address");
+}
+
+#[test]
+fn a_series_worked_out_before_is_shared_and_still_counts_its_folds() {
+    let mut c = Converger::new(1);
+    let first = c.observe(&record("http", "server", "GET", "/a", "200")).unwrap();
+    let again = c.observe(&record("http", "server", "GET", "/a", "200")).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first.series, &again.series), "the same shape, one series");
+    let other = c.observe(&record("http", "server", "GET", "/b", "200")).unwrap();
+    assert_eq!(attr(&other, "http.route"), Some("*"));
+    for _ in 0..3 {
+        let o = c.observe(&record("http", "server", "GET", "/b", "200")).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&o.series, &other.series));
+    }
+    let folded: Vec<(&str, u64)> = c.limiter().folded().collect();
+    assert!(folded.contains(&("http.route", 4)), "every folded observation counted: {folded:?}");
+}
+
+#[test]
+fn what_the_converger_learns_later_reaches_series_it_had_already_worked_out() {
+    let mut c = Converger::new(100);
+    // The client's record first: its peer is an address, until nginx's record names it.
+    let before = c.observe(&record("http", "client", "GET", "/", "200")).unwrap();
+    assert_eq!(attr(&before, "peer.service"), Some("127.0.0.1:8080"));
+    let mut server = record("http", "server", "GET", "/", "200");
+    server.endpoint.pid = 8;
+    c.observe(&server).unwrap();
+    let after = c.observe(&record("http", "client", "GET", "/", "200")).unwrap();
+    assert_eq!(attr(&after, "peer.service"), Some("nginx"));
 }

@@ -2,13 +2,14 @@
 //! the service graph's edges, rendered with the agent's own counters in the text exposition
 //! format.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 use crate::telemetry::agent_stats::AgentStats;
 use crate::telemetry::histogram::Histogram;
-use crate::telemetry::semconv::{Edge, Instrument, Observation};
+use crate::telemetry::semconv::{Edge, Instrument, Observation, Series};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -24,36 +25,81 @@ struct EdgeStats {
     server: Histogram,
 }
 
+type EdgeKey = (String, String, &'static str);
+
 #[derive(Default)]
 pub struct MetricStore {
-    red: BTreeMap<Instrument, BTreeMap<Labels, Histogram>>,
-    edges: BTreeMap<(String, String, &'static str), EdgeStats>,
+    /// Each instrument's series in exposition order, as indices into `histograms`.
+    red: BTreeMap<Instrument, BTreeMap<Labels, usize>>,
+    histograms: Vec<Histogram>,
+    edges: BTreeMap<EdgeKey, usize>,
+    edge_stats: Vec<EdgeStats>,
+    /// Where a converged series (by its shared `Series`' address) was counted last time: its
+    /// histogram, its edge, and whether it went to the all-`*` series. The `Arc` is kept, so the
+    /// address cannot be another series' while it is here. Saves comparing and copying every
+    /// label of every observation.
+    placed: HashMap<usize, Placed>,
     /// Observations that went to an all-`*` series because an instrument was full.
     pub series_overflow: u64,
 }
 
+struct Placed {
+    _series: Arc<Series>,
+    histogram: usize,
+    edge: Option<usize>,
+    overflowed: bool,
+}
+
+/// Series addresses remembered; past it the map starts over.
+const MAX_PLACED: usize = 65536;
+
 impl MetricStore {
     pub fn observe(&mut self, o: &Observation) {
-        let series = self.red.entry(o.instrument).or_default();
-        let h = if series.contains_key(&o.attributes) || series.len() < MAX_SERIES_PER_INSTRUMENT {
-            series.entry(o.attributes.clone()).or_default()
-        } else {
-            self.series_overflow += 1;
-            let folded =
-                o.attributes.iter().map(|(k, _)| (*k, crate::telemetry::converge::OVERFLOW.to_string())).collect();
-            series.entry(folded).or_default()
-        };
-        h.observe(o.seconds);
-        if let Some(Edge { client, server, connection_type, observed_by_client }) = &o.edge {
-            let e = self.edges.entry((client.clone(), server.clone(), connection_type)).or_default();
+        let address = Arc::as_ptr(&o.series) as usize;
+        if !self.placed.contains_key(&address) {
+            let placed = self.place(o);
+            if self.placed.len() >= MAX_PLACED {
+                self.placed.clear();
+            }
+            self.placed.insert(address, placed);
+        }
+        let placed = &self.placed[&address];
+        self.series_overflow += u64::from(placed.overflowed);
+        self.histograms[placed.histogram].observe(o.seconds);
+        if let (Some(i), Some(edge)) = (placed.edge, &o.edge) {
+            let e = &mut self.edge_stats[i];
             e.total += 1;
             e.failed += u64::from(o.error);
-            if *observed_by_client { &mut e.client } else { &mut e.server }.observe(o.seconds);
+            if edge.observed_by_client { &mut e.client } else { &mut e.server }.observe(o.seconds);
         }
     }
 
+    /// Finds (or makes) the histogram and edge a series counts on.
+    fn place(&mut self, o: &Observation) -> Placed {
+        let series = self.red.entry(o.instrument).or_default();
+        let overflowed = !series.contains_key(&o.attributes) && series.len() >= MAX_SERIES_PER_INSTRUMENT;
+        let labels = if overflowed {
+            o.attributes.iter().map(|(k, _)| (*k, crate::telemetry::converge::OVERFLOW.to_string())).collect()
+        } else {
+            o.attributes.clone()
+        };
+        let histograms = &mut self.histograms;
+        let histogram = *series.entry(labels).or_insert_with(|| {
+            histograms.push(Histogram::default());
+            histograms.len() - 1
+        });
+        let edge = o.edge.as_ref().map(|Edge { client, server, connection_type, .. }| {
+            let stats = &mut self.edge_stats;
+            *self.edges.entry((client.clone(), server.clone(), connection_type)).or_insert_with(|| {
+                stats.push(EdgeStats::default());
+                stats.len() - 1
+            })
+        });
+        Placed { _series: o.series.clone(), histogram, edge, overflowed }
+    }
+
     pub fn series(&self) -> usize {
-        self.red.values().map(BTreeMap::len).sum()
+        self.histograms.len()
     }
 
     /// The Prometheus text exposition (version 0.0.4) of everything, agent counters included.
@@ -64,7 +110,7 @@ impl MetricStore {
             for (labels, h) in series {
                 let labels: Vec<(String, &str)> =
                     labels.iter().map(|(k, v)| (k.replace('.', "_"), v.as_str())).collect();
-                histogram(&mut out, instrument.prometheus, &labels, h);
+                histogram(&mut out, instrument.prometheus, &labels, &self.histograms[*h]);
             }
         }
         self.render_graph(&mut out);
@@ -76,17 +122,18 @@ impl MetricStore {
         if self.edges.is_empty() {
             return;
         }
-        fn labels<'a>((c, s, t): &'a (String, String, &'static str)) -> Vec<(String, &'a str)> {
+        fn labels<'a>((c, s, t): &'a EdgeKey) -> Vec<(String, &'a str)> {
             vec![("client".into(), c.as_str()), ("server".into(), s.as_str()), ("connection_type".into(), *t)]
         }
         let total = "traces_service_graph_request_total";
         header(out, total, "counter", "Requests between two services (client → server)");
-        for (k, e) in &self.edges {
+        let edges: Vec<(&EdgeKey, &EdgeStats)> = self.edges.iter().map(|(k, i)| (k, &self.edge_stats[*i])).collect();
+        for (k, e) in &edges {
             sample(out, total, &labels(k), e.total as f64);
         }
         let failed = "traces_service_graph_request_failed_total";
         header(out, failed, "counter", "Failed requests between two services");
-        for (k, e) in &self.edges {
+        for (k, e) in &edges {
             sample(out, failed, &labels(k), e.failed as f64);
         }
         for (name, side) in [
@@ -94,7 +141,7 @@ impl MetricStore {
             ("traces_service_graph_request_client_seconds", true),
         ] {
             header(out, name, "histogram", "Request duration on the edge, as that side saw it");
-            for (k, e) in &self.edges {
+            for (k, e) in &edges {
                 let h = if side { &e.client } else { &e.server };
                 if h.count() > 0 {
                     histogram(out, name, &labels(k), h);
