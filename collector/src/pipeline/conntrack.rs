@@ -1,7 +1,7 @@
 //! Connection tracking: one entry per (pid, fd, generation), with its endpoints, role and protocol
 //! session. Bounded in count and in memory; every eviction is counted.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use strata_event::Connection;
 

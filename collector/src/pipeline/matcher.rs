@@ -8,7 +8,9 @@
 //! no request claims that way is an orphan (its request was sent before capture began). Without
 //! this, one early answer would shift every later pairing on the connection by one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 
 use protocols::message::{MatchKey, Message};
 

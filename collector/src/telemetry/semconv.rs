@@ -3,7 +3,7 @@
 //! most `limit` values per label). docs/metrics.md lists the result.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Deref;
 use std::sync::Arc;
@@ -151,7 +151,8 @@ const MAX_MEMO: usize = 65536;
 /// Series by a hash of what they depend on; a bucket holds the (rare) collisions.
 #[derive(Default)]
 struct Memo {
-    buckets: HashMap<u64, Vec<(MemoKey, Arc<Series>)>>,
+    hasher: foldhash::fast::RandomState,
+    buckets: foldhash::HashMap<u64, Vec<(MemoKey, Arc<Series>)>>,
     len: usize,
 }
 
@@ -180,8 +181,8 @@ impl MemoKey {
         }
     }
 
-    fn hash_of(r: &Record) -> u64 {
-        let mut h = std::hash::DefaultHasher::new();
+    fn hash_of(r: &Record, hasher: &impl BuildHasher) -> u64 {
+        let mut h = hasher.build_hasher();
         (r.endpoint.pid, r.endpoint.comm, r.endpoint.role, r.protocol, Self::peer(r)).hash(&mut h);
         (r.operation.as_deref(), r.target.as_deref(), r.status.as_deref(), r.error.as_deref()).hash(&mut h);
         h.finish()
@@ -311,7 +312,7 @@ impl Converger {
         if r.endpoint.role == Role::Unknown {
             return None;
         }
-        let hash = MemoKey::hash_of(r);
+        let hash = MemoKey::hash_of(r, &self.memo.hasher);
         let series = match self.memo.get(hash, r) {
             Some(series) => {
                 for label in &series.folded {

@@ -2,7 +2,7 @@
 //! the service graph's edges, rendered with the agent's own counters in the text exposition
 //! format.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ pub struct MetricStore {
     /// histogram, its edge, and whether it went to the all-`*` series. The `Arc` is kept, so the
     /// address cannot be another series' while it is here. Saves comparing and copying every
     /// label of every observation.
-    placed: HashMap<usize, Placed>,
+    placed: foldhash::HashMap<usize, Placed>,
     /// Observations that went to an all-`*` series because an instrument was full.
     pub series_overflow: u64,
 }
