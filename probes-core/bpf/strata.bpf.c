@@ -19,6 +19,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define EINPROGRESS 115
 
+/* What every program returns: non-zero lets the kernel hand the tracepoint's record on to perf
+ * listeners too (perf_trace_run_bpf_submit); 0 would hide these syscalls from every other tool
+ * that reads them with perf_event_open (strata's own perf-event tier included). With no listener
+ * it costs nothing. */
+#define STRATA_PASS_ON 1
+
 /* Arguments of a syscall in flight, keyed by thread id (pid_tgid), and what enter learnt of its
  * fd: exit does not walk the fd table again. The socket stays valid until exit: the syscall holds
  * a reference to its file. */
@@ -256,7 +262,8 @@ static __always_inline int stash(__u32 syscall, struct strata_sys_enter *ctx, __
 	SEC("tracepoint/syscalls/sys_enter_" #name)                                                 \
 	int enter_##name(struct strata_sys_enter *ctx)                                              \
 	{                                                                                           \
-		return stash(sys, ctx, ctx->args[1], ctx->args[2], 0);                              \
+		stash(sys, ctx, ctx->args[1], ctx->args[2], 0);                                     \
+		return STRATA_PASS_ON;                                                              \
 	}
 
 ENTER_BUF(read, STRATA_SYS_READ)
@@ -275,20 +282,23 @@ ENTER_BUF(accept4, STRATA_SYS_ACCEPT4)
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int enter_recvfrom(struct strata_sys_enter *ctx)
 {
-	return stash(STRATA_SYS_RECVFROM, ctx, ctx->args[1], ctx->args[2], ctx->args[4]);
+	stash(STRATA_SYS_RECVFROM, ctx, ctx->args[1], ctx->args[2], ctx->args[4]);
+	return STRATA_PASS_ON;
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendto")
 int enter_sendto(struct strata_sys_enter *ctx)
 {
-	return stash(STRATA_SYS_SENDTO, ctx, ctx->args[1], ctx->args[2], ctx->args[4]);
+	stash(STRATA_SYS_SENDTO, ctx, ctx->args[1], ctx->args[2], ctx->args[4]);
+	return STRATA_PASS_ON;
 }
 
 /* sendfile64(out_fd, in_fd, offset, count): the socket is out_fd; no payload is captured. */
 SEC("tracepoint/syscalls/sys_enter_sendfile64")
 int enter_sendfile64(struct strata_sys_enter *ctx)
 {
-	return stash(STRATA_SYS_SENDFILE, ctx, 0, ctx->args[3], 0);
+	stash(STRATA_SYS_SENDFILE, ctx, 0, ctx->args[3], 0);
+	return STRATA_PASS_ON;
 }
 
 /* ---- exit side ------------------------------------------------------------------------------- */
@@ -488,7 +498,8 @@ done:
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                                  \
 	int exit_##name(struct strata_sys_exit *ctx)                                                \
 	{                                                                                           \
-		return exit_data(ctx, sys, dir, shape);                                             \
+		exit_data(ctx, sys, dir, shape);                                                    \
+		return STRATA_PASS_ON;                                                              \
 	}
 
 EXIT_DATA(read, STRATA_SYS_READ, STRATA_DIR_INGRESS, SHAPE_BUFFER)
@@ -504,13 +515,15 @@ EXIT_DATA(sendfile64, STRATA_SYS_SENDFILE, STRATA_DIR_EGRESS, SHAPE_NONE)
 SEC("tracepoint/syscalls/sys_exit_recvmmsg")
 int exit_recvmmsg(struct strata_sys_exit *ctx)
 {
-	return exit_mmsg(ctx, STRATA_SYS_RECVMMSG, STRATA_DIR_INGRESS);
+	exit_mmsg(ctx, STRATA_SYS_RECVMMSG, STRATA_DIR_INGRESS);
+	return STRATA_PASS_ON;
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendmmsg")
 int exit_sendmmsg(struct strata_sys_exit *ctx)
 {
-	return exit_mmsg(ctx, STRATA_SYS_SENDMMSG, STRATA_DIR_EGRESS);
+	exit_mmsg(ctx, STRATA_SYS_SENDMMSG, STRATA_DIR_EGRESS);
+	return STRATA_PASS_ON;
 }
 
 /* ---- connections ----------------------------------------------------------------------------- */
@@ -552,18 +565,19 @@ static __always_inline int exit_accept_common(struct strata_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_accept")
 int exit_accept(struct strata_sys_exit *ctx)
 {
-	return exit_accept_common(ctx);
+	exit_accept_common(ctx);
+	return STRATA_PASS_ON;
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int exit_accept4(struct strata_sys_exit *ctx)
 {
-	return exit_accept_common(ctx);
+	exit_accept_common(ctx);
+	return STRATA_PASS_ON;
 }
 
 /* A connect that succeeded, or is in progress (non-blocking), opens a client connection. */
-SEC("tracepoint/syscalls/sys_exit_connect")
-int exit_connect(struct strata_sys_exit *ctx)
+static __always_inline int on_connect_exit(struct strata_sys_exit *ctx)
 {
 	struct pending_call *call = take_pending(STRATA_SYS_CONNECT, STRATA_SYS_CONNECT);
 	if (!call)
@@ -575,9 +589,15 @@ int exit_connect(struct strata_sys_exit *ctx)
 	return 0;
 }
 
+SEC("tracepoint/syscalls/sys_exit_connect")
+int exit_connect(struct strata_sys_exit *ctx)
+{
+	on_connect_exit(ctx);
+	return STRATA_PASS_ON;
+}
+
 /* close() of a socket strata saw: report its totals. The fd is still open at sys_enter_close. */
-SEC("tracepoint/syscalls/sys_enter_close")
-int enter_close(struct strata_sys_enter *ctx)
+static __always_inline int on_close(struct strata_sys_enter *ctx)
 {
 	struct strata_config cfg;
 	if (!load_config(&cfg) || !traced(&cfg))
@@ -603,13 +623,19 @@ int enter_close(struct strata_sys_enter *ctx)
 	return 0;
 }
 
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct strata_sys_enter *ctx)
+{
+	on_close(ctx);
+	return STRATA_PASS_ON;
+}
+
 #ifndef STRATA_PERFBUF
 /* TCP state changes (ring-buffer object only, and optional: the loader skips this program where the
  * tracepoint (4.16+) or its record type in the BTF is missing). They often run in softirq context,
  * where the current task is unrelated: the record carries the socket's inode (when the sock has a
  * socket yet) and addresses, and its tgid/comm must not be trusted. */
-SEC("tracepoint/sock/inet_sock_set_state")
-int sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+static __always_inline int on_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
@@ -640,5 +666,12 @@ int sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	if (emit(ctx, &ev, sizeof(ev)))
 		count_lost_global(STRATA_LOST_STATE, 1);
 	return 0;
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	on_state(ctx);
+	return STRATA_PASS_ON;
 }
 #endif
