@@ -11,7 +11,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use collector::capture_file;
+use collector::metadata::{pods_log, Published, Resolver};
 use collector::pipeline::{detect, Pipeline};
 use collector::sinks::prometheus::MetricStore;
 use collector::telemetry::semconv::Converger;
@@ -152,5 +155,79 @@ fn telemetry(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parsers, pipeline, telemetry);
+/// What attribution costs per record (docs/records.md): every fixture's records, their processes
+/// put in containers of one pod on a made-up /proc and kubelet log layout.
+///
+/// - `resolve_cached`: the pipeline thread's per-record cost once each process is known (a hash
+///   lookup and two comparisons; the start time read again every 2 s is not in it);
+/// - `resolve_first`: a process seen for the first time: its /proc/<pid>/stat and cgroup read and
+///   parsed, joined with the names (per process, not per record);
+/// - `converge_and_store_attributed`: the telemetry bench's work on the same records attributed
+///   (six more labels each), against `telemetry/converge_and_store`.
+fn attribution(c: &mut Criterion) {
+    let mut records = vec![];
+    for (_, events) in fixtures() {
+        let mut p = Pipeline::new(Default::default());
+        for ev in &events {
+            p.push(ev, &mut records);
+        }
+        p.finish(&mut records);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let uid = "5d6c2a2e-8a6b-4f5e-9a1b-2c3d4e5f6a7b";
+    let mut pids: Vec<u32> = records.iter().map(|r| r.endpoint.pid).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    for (i, pid) in pids.iter().enumerate() {
+        let id = format!("{i:064x}");
+        let dir = tmp.path().join("proc").join(pid.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        let stat = format!("{pid} (app) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {} 0 0\n", 1000 + i);
+        std::fs::write(dir.join("stat"), stat).unwrap();
+        std::fs::write(dir.join("cgroup"), format!("0::/kubepods/burstable/pod{uid}/{id}\n")).unwrap();
+        let logs = tmp.path().join("logs/pods").join(format!("shop_web-1_{uid}")).join(format!("c{i}"));
+        std::fs::create_dir_all(&logs).unwrap();
+    }
+    let proc_root = tmp.path().join("proc");
+    let index =
+        || Arc::new(Published::new(pods_log::scan(&tmp.path().join("logs/pods"), &tmp.path().join("logs/containers"))));
+    let reps = 10_000 / records.len().max(1) + 1;
+    let mut work: Vec<_> = std::iter::repeat_n(records.iter().cloned(), reps).flatten().collect();
+    let mut g = c.benchmark_group("attribution");
+    g.throughput(Throughput::Elements(work.len() as u64));
+    let mut resolver = Resolver::new(proc_root.clone(), index(), None, None);
+    resolver.attribute(&mut work);
+    assert_eq!(resolver.stats().attributed, work.len() as u64, "every record attributed");
+    g.bench_function("resolve_cached", |b| b.iter(|| resolver.attribute(&mut work)));
+    g.throughput(Throughput::Elements(1));
+    let one = pids[0];
+    g.bench_function("resolve_first", |b| {
+        b.iter_batched(
+            || {
+                (
+                    Resolver::new(proc_root.clone(), index(), None, None),
+                    vec![records.iter().find(|r| r.endpoint.pid == one).unwrap().clone()],
+                )
+            },
+            |(mut r, mut batch)| r.attribute(&mut batch),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.throughput(Throughput::Elements(work.len() as u64));
+    g.bench_function("converge_and_store_attributed", |b| {
+        b.iter(|| {
+            let mut converger = Converger::new(100);
+            let mut store = MetricStore::default();
+            for r in &work {
+                if let Some(o) = converger.observe(r) {
+                    store.observe(&o);
+                }
+            }
+            store.series()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parsers, pipeline, telemetry, attribution);
 criterion_main!(benches);

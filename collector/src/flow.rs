@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use strata_event::{Event, EventKind};
 
+use crate::metadata::Resolver;
 use crate::pipeline::conntrack::Limits;
 use crate::pipeline::{Pipeline, Record, Stats};
 use crate::telemetry::agent_stats::AgentStats;
@@ -41,6 +42,8 @@ pub struct RecordFlow {
     sinks: Vec<Box<dyn RecordSink>>,
     /// The agent's own counters, when it exports telemetry.
     stats: Option<Arc<AgentStats>>,
+    /// Attributes records to their process's container, pod and workload (live capture only).
+    metadata: Option<Resolver>,
 }
 
 impl Flow {
@@ -49,7 +52,22 @@ impl Flow {
     }
 
     pub fn records(limits: Limits, sinks: Vec<Box<dyn RecordSink>>, stats: Option<Arc<AgentStats>>) -> Flow {
-        Flow::Records(Box::new(RecordFlow { pipeline: Pipeline::new(limits), records: vec![], sinks, stats }))
+        Flow::Records(Box::new(RecordFlow {
+            pipeline: Pipeline::new(limits),
+            records: vec![],
+            sinks,
+            stats,
+            metadata: None,
+        }))
+    }
+
+    /// Attributes each record to its container, pod and workload before the sinks see it
+    /// (records mode; events pass as they are).
+    pub fn with_metadata(mut self, resolver: Option<Resolver>) -> Flow {
+        if let Flow::Records(f) = &mut self {
+            f.metadata = resolver;
+        }
+        self
     }
 
     /// One batch through: every sink sees it before the next batch starts.
@@ -106,6 +124,9 @@ impl RecordFlow {
         if self.records.is_empty() {
             return Ok(());
         }
+        if let Some(m) = &mut self.metadata {
+            m.attribute(&mut self.records);
+        }
         let Some((last, others)) = self.sinks.split_last_mut() else {
             self.records.clear();
             return Ok(());
@@ -133,6 +154,18 @@ impl RecordFlow {
             s.parse_errors,
             s.lost_events
         );
+        if let Some(m) = &self.metadata {
+            let a = m.stats();
+            log::info!(
+                "attribution: {} of {} records to a container; {} /proc reads; {} processes already gone resolved \
+                 through their parent, {} not",
+                a.attributed,
+                a.records,
+                a.processes_read,
+                a.through_ancestor,
+                a.unresolved
+            );
+        }
         written.and(finished)
     }
 }

@@ -7,7 +7,7 @@
 //! queue (bounded, drops counted)
 //!    ▼
 //! flow ─► pipeline/ (conntrack, detection, parsers, matching) ─► Record
-//!    ▼
+//!    ▼ metadata/ (container, pod and workload attribution, by pid)
 //! sinks/ (record and event lines, capture file) and telemetry/ (convergence, then
 //!         Prometheus, OTLP, the terminal table)
 //! ```
@@ -18,6 +18,7 @@
 pub mod capture_file;
 pub mod clock;
 pub mod flow;
+pub mod metadata;
 pub mod pipeline;
 pub mod queue;
 pub mod sinks;

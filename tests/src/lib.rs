@@ -4,6 +4,8 @@
 //! Nothing here skips: a missing server or tool fails the test with what to install.
 
 pub mod agent;
+pub mod container;
+pub mod kube_api;
 pub mod records;
 pub mod servers;
 

@@ -203,5 +203,14 @@ fn endpoint(t: &Tracked, conn: Connection) -> Endpoint {
         Role::Unknown => t.session.role().unwrap_or(Role::Unknown),
         r => r,
     };
-    Endpoint { pid: t.pid, comm: t.comm, role, transport: conn.transport, local: conn.local, remote: conn.remote }
+    Endpoint {
+        pid: t.pid,
+        comm: t.comm,
+        role,
+        transport: conn.transport,
+        local: conn.local,
+        remote: conn.remote,
+        attribution: None,
+        peer: None,
+    }
 }

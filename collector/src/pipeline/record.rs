@@ -1,10 +1,13 @@
 //! `Record`: one request and its response (or the lack of one), with who exchanged them.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use protocols::message::{Message, Protocol};
 use serde::Serialize;
 use strata_event::{Role, Transport};
+
+use crate::metadata::{Attribution, Peer};
 
 /// The process and connection a record was seen on.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -16,6 +19,14 @@ pub struct Endpoint {
     pub transport: Transport,
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    /// The process's container, pod and workload, when it runs in one (docs/records.md: written
+    /// as `container.id`, `k8s.pod.name`, ...). Filled in by the attribution step after the
+    /// pipeline.
+    #[serde(flatten)]
+    pub attribution: Option<Arc<Attribution>>,
+    /// The other end's pod, when the Kubernetes API knows its address (`peer.k8s.pod.name`, ...).
+    #[serde(flatten)]
+    pub peer: Option<Peer>,
 }
 
 /// A request matched with its response.

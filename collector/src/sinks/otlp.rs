@@ -25,11 +25,38 @@ use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SpanData, SpanEve
 use opentelemetry_sdk::Resource;
 
 use crate::clock::WallClock;
+use crate::metadata::Attribution;
 use crate::pipeline::Record;
 use crate::telemetry::agent_stats::AgentStats;
 use crate::telemetry::semconv::Observation;
 use crate::telemetry::trace_context::{parent_of, Parent};
 use protocols::message::Protocol;
+
+/// The resource a span or log record is exported under: the observed service and, when it runs
+/// in one, its container, pod and workload (semantic conventions: `k8s.*` and `container.*` are
+/// resource attributes).
+#[derive(Clone, Debug, Default)]
+struct ResourceKey {
+    service: String,
+    attribution: Option<Arc<Attribution>>,
+}
+
+impl ResourceKey {
+    fn of(r: &Record, o: &Observation) -> ResourceKey {
+        let service =
+            o.attributes.iter().find(|(k, _)| *k == "service.name").map(|(_, v)| v.clone()).unwrap_or_default();
+        ResourceKey { service, attribution: r.endpoint.attribution.clone() }
+    }
+
+    fn sort_key(&self) -> (String, u64) {
+        (self.service.clone(), self.attribution.as_ref().map_or(0, |a| a.serial))
+    }
+}
+
+/// Attributes that belong to the resource, not to each span or log record.
+fn on_resource(key: &str) -> bool {
+    key.starts_with("k8s.") || key.starts_with("container.")
+}
 
 /// Spans and logs held between flushes; beyond, new ones are dropped and counted.
 pub const MAX_PENDING: usize = 8192;
@@ -57,17 +84,21 @@ pub struct Otlp {
     meters: SdkMeterProvider,
     instruments: Instruments,
     spans: opentelemetry_otlp::SpanExporter,
-    pending_spans: Vec<SpanData>,
+    pending_spans: Vec<(ResourceKey, SpanData)>,
     logs: opentelemetry_otlp::LogExporter,
     logger: SdkLogger,
     _logger_provider: SdkLoggerProvider,
-    pending_logs: Arc<Mutex<Vec<(SdkLogRecord, InstrumentationScope)>>>,
+    pending_logs: Arc<Mutex<Vec<PendingLog>>>,
+    /// The resource of the log record being emitted (the processor files it with the record).
+    emitting: Arc<Mutex<ResourceKey>>,
     scope: InstrumentationScope,
     ids: RandomIdGenerator,
     config: OtlpConfig,
     clock: WallClock,
     stats: Arc<AgentStats>,
     host: String,
+    /// This node's name, from the NODE_NAME variable a DaemonSet sets (`k8s.node.name`).
+    node: Option<String>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -135,9 +166,14 @@ impl Otlp {
         let mut logs = build(&runtime, "logs", || opentelemetry_otlp::LogExporter::builder().build())?;
         logs.set_resource(&agent_resource);
         let pending_logs = Arc::new(Mutex::new(Vec::new()));
+        let emitting = Arc::new(Mutex::new(ResourceKey::default()));
         let logger_provider = SdkLoggerProvider::builder()
             .with_resource(agent_resource)
-            .with_log_processor(LogQueue { pending: pending_logs.clone(), stats: stats.clone() })
+            .with_log_processor(LogQueue {
+                pending: pending_logs.clone(),
+                emitting: emitting.clone(),
+                stats: stats.clone(),
+            })
             .build();
         let logger = logger_provider.logger_with_scope(scope());
         Ok(Otlp {
@@ -149,12 +185,14 @@ impl Otlp {
             logger,
             _logger_provider: logger_provider,
             pending_logs,
+            emitting,
             scope: scope(),
             ids: RandomIdGenerator::default(),
             config,
             clock,
             stats,
             host,
+            node: std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()),
             _runtime: runtime,
         })
     }
@@ -166,7 +204,7 @@ impl Otlp {
         let span_ids = span.as_ref().map(|s| (s.span_context.trace_id(), s.span_context.span_id()));
         if let Some(span) = span {
             if self.pending_spans.len() < MAX_PENDING {
-                self.pending_spans.push(span);
+                self.pending_spans.push((ResourceKey::of(r, o), span));
             } else {
                 self.stats.add_dropped("spans", 1);
             }
@@ -204,7 +242,8 @@ impl Otlp {
         };
         let start = self.clock.system_time(r.start_ns);
         let end = start + Duration::from_secs_f64(o.seconds);
-        let mut attributes: Vec<KeyValue> = o.attributes.iter().map(|(k, v)| KeyValue::new(*k, v.clone())).collect();
+        let mut attributes: Vec<KeyValue> =
+            o.attributes.iter().filter(|(k, _)| !on_resource(k)).map(|(k, v)| KeyValue::new(*k, v.clone())).collect();
         attributes.extend(raw_attributes(r));
         let status = if o.error {
             Status::error(r.error.clone().or_else(|| r.status.clone()).unwrap_or_default())
@@ -251,46 +290,58 @@ impl Otlp {
             o.seconds * 1e3,
             if slow { " (slow)" } else { "" }
         )));
-        rec.add_attributes(o.attributes.iter().map(|(k, v)| (*k, v.clone())));
+        rec.add_attributes(o.attributes.iter().filter(|(k, _)| !on_resource(k)).map(|(k, v)| (*k, v.clone())));
         rec.add_attributes(raw_attributes(r).into_iter().map(|kv| (kv.key, AnyValue::from(kv.value.to_string()))));
         if let Some((trace, span)) = span {
             rec.set_trace_context(trace, span, Some(TraceFlags::SAMPLED));
         }
+        *self.emitting.lock().unwrap_or_else(|e| e.into_inner()) = ResourceKey::of(r, o);
         self.logger.emit(rec);
     }
 
-    /// Sends the spans and logs gathered since the last flush. Spans go out grouped by the
-    /// observed service, each group under a resource naming it.
+    /// Sends the spans and logs gathered since the last flush, grouped by resource: the observed
+    /// service, and its container, pod and workload when known.
     pub fn flush(&mut self) {
         let spans = std::mem::take(&mut self.pending_spans);
-        let mut by_service: BTreeMap<String, Vec<SpanData>> = BTreeMap::new();
-        for s in spans {
-            let service = s
-                .attributes
-                .iter()
-                .find(|kv| kv.key.as_str() == "service.name")
-                .map(|kv| kv.value.to_string())
-                .unwrap_or_default();
-            by_service.entry(service).or_default().push(s);
+        let mut groups: BTreeMap<(String, u64), (ResourceKey, Vec<SpanData>)> = BTreeMap::new();
+        for (key, s) in spans {
+            groups.entry(key.sort_key()).or_insert_with(|| (key, Vec::new())).1.push(s);
         }
-        for (service, group) in by_service {
+        for (_, (key, group)) in groups {
             let n = group.len() as u64;
-            let resource = Resource::builder_empty()
-                .with_service_name(service)
-                .with_attribute(KeyValue::new("host.name", self.host.clone()))
-                .build();
-            self.spans.set_resource(&resource);
+            self.spans.set_resource(&self.resource(&key));
             if let Err(e) = futures_executor::block_on(self.spans.export(group)) {
                 self.failed("otlp_traces", "spans", n, &e);
             }
         }
         let logs = std::mem::take(&mut *self.pending_logs.lock().unwrap_or_else(|e| e.into_inner()));
-        if !logs.is_empty() {
-            let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> = logs.iter().map(|(r, s)| (r, s)).collect();
+        let mut groups: BTreeMap<(String, u64), (ResourceKey, Vec<LogWithScope>)> = BTreeMap::new();
+        for (key, record, scope) in logs {
+            groups.entry(key.sort_key()).or_insert_with(|| (key, Vec::new())).1.push((record, scope));
+        }
+        for (_, (key, group)) in groups {
+            self.logs.set_resource(&self.resource(&key));
+            let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> = group.iter().map(|(r, s)| (r, s)).collect();
             if let Err(e) = futures_executor::block_on(self.logs.export(LogBatch::new(&refs))) {
-                self.failed("otlp_logs", "logs", logs.len() as u64, &e);
+                self.failed("otlp_logs", "logs", group.len() as u64, &e);
             }
         }
+    }
+
+    /// The resource of a group of spans or log records.
+    fn resource(&self, key: &ResourceKey) -> Resource {
+        let mut b = Resource::builder_empty()
+            .with_service_name(key.service.clone())
+            .with_attribute(KeyValue::new("host.name", self.host.clone()));
+        if let Some(node) = &self.node {
+            b = b.with_attribute(KeyValue::new("k8s.node.name", node.clone()));
+        }
+        if let Some(a) = &key.attribution {
+            b = b.with_attributes(
+                a.all_attributes().into_iter().map(|(k, v)| KeyValue::new(k.into_owned(), v.to_string())),
+            );
+        }
+        b.build()
     }
 
     fn failed(&self, exporter: &'static str, queue: &'static str, n: u64, e: &dyn std::fmt::Display) {
@@ -486,10 +537,15 @@ impl PushMetricExporter for Counted {
     }
 }
 
+/// A log record waiting for the next flush, with the resource it goes under.
+type PendingLog = (ResourceKey, SdkLogRecord, InstrumentationScope);
+type LogWithScope = (SdkLogRecord, InstrumentationScope);
+
 /// Holds emitted log records until the telemetry thread flushes them; bounded, drops counted.
 #[derive(Debug)]
 struct LogQueue {
-    pending: Arc<Mutex<Vec<(SdkLogRecord, InstrumentationScope)>>>,
+    pending: Arc<Mutex<Vec<PendingLog>>>,
+    emitting: Arc<Mutex<ResourceKey>>,
     stats: Arc<AgentStats>,
 }
 
@@ -497,7 +553,8 @@ impl LogProcessor for LogQueue {
     fn emit(&self, record: &mut SdkLogRecord, scope: &InstrumentationScope) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if pending.len() < MAX_PENDING {
-            pending.push((record.clone(), scope.clone()));
+            let key = self.emitting.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            pending.push((key, record.clone(), scope.clone()));
         } else {
             self.stats.add_dropped("logs", 1);
         }

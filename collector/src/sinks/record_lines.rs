@@ -47,7 +47,9 @@ impl RecordSink for RecordLines {
     }
 }
 
-/// `12:00:01.234 http GET /path -> 200 1.234 ms  curl[42] client 127.0.0.1:5000 -> 127.0.0.1:80`
+/// `12:00:01.234 http GET /path -> 200 1.234 ms  curl[42] client 127.0.0.1:5000 -> 127.0.0.1:80`, with
+/// the process's pod after its pid when it runs in one (`nginx[42 shop/web-1/nginx]`, or
+/// `nginx[42 container 7c2f9d3e41b0]` outside a known pod).
 fn text_line(r: &Record, clock: WallClock) -> String {
     let time = humantime::format_rfc3339_millis(clock.system_time(r.start_ns)).to_string();
     let clock_part = time.get(11..23).unwrap_or(&time);
@@ -57,7 +59,7 @@ fn text_line(r: &Record, clock: WallClock) -> String {
     };
     let e = &r.endpoint;
     format!(
-        "{clock_part} {} {} {} -> {} {latency}{}{}  {}[{}] {} {} -> {}",
+        "{clock_part} {} {} {} -> {} {latency}{}{}  {}[{}{}] {} {} -> {}",
         r.protocol.name(),
         r.operation.as_deref().unwrap_or("-"),
         r.target.as_deref().unwrap_or("-"),
@@ -66,8 +68,18 @@ fn text_line(r: &Record, clock: WallClock) -> String {
         if r.partial { " [partial]" } else { "" },
         e.comm,
         e.pid,
+        where_(e.attribution.as_deref()),
         e.role.name(),
         e.local,
         e.remote,
     )
+}
+
+/// ` namespace/pod/container`, or ` container <short id>`, or nothing.
+fn where_(a: Option<&crate::metadata::Attribution>) -> String {
+    let Some(a) = a else { return String::new() };
+    match (&a.namespace, &a.pod) {
+        (Some(ns), Some(pod)) => format!(" {ns}/{pod}/{}", a.container.as_deref().unwrap_or("?")),
+        _ => a.container_id.as_ref().map_or_else(String::new, |id| format!(" container {}", &id.as_str()[..12])),
+    }
 }

@@ -124,8 +124,10 @@ pub type ProcessNames = Box<dyn FnMut(u32) -> Option<String> + Send>;
 /// Templating a path, obfuscating SQL and admitting each label cost far more than the record
 /// itself, and a busy service repeats the same few shapes: the series a record converges to is
 /// kept by everything it depends on (process, role, protocol, peer, operation, target, status,
-/// error) and reused. Admission only ever grows, so a kept series stays right; what the
-/// converger learns (a server's name, a local client, a process name) starts the memo over.
+/// error, and the container, pod and workload of the process and of its peer, by their
+/// attribution's serial) and reused. Admission only ever grows, so a kept series stays right;
+/// what the converger learns (a server's name, a local client, a process name) starts the memo
+/// over.
 pub struct Converger {
     limiter: LabelLimiter,
     /// Resolves a pid to its process's name, cached: the comm a record carries is the thread's,
@@ -171,6 +173,9 @@ struct MemoKey {
     target: Option<Box<str>>,
     status: Option<Box<str>>,
     error: Option<Box<str>>,
+    /// The process's and the peer's attribution (their serials; 0 for none): a container whose
+    /// pod names appear later, or a pod whose workload the API reports, converges anew.
+    attribution: (u64, u64),
 }
 
 impl MemoKey {
@@ -181,9 +186,15 @@ impl MemoKey {
         }
     }
 
+    fn attribution(r: &Record) -> (u64, u64) {
+        let e = &r.endpoint;
+        (e.attribution.as_ref().map_or(0, |a| a.serial), e.peer.as_ref().map_or(0, |p| p.0.serial))
+    }
+
     fn hash_of(r: &Record, hasher: &impl BuildHasher) -> u64 {
         let mut h = hasher.build_hasher();
-        (r.endpoint.pid, r.endpoint.comm, r.endpoint.role, r.protocol, Self::peer(r)).hash(&mut h);
+        (r.endpoint.pid, r.endpoint.comm, r.endpoint.role, r.protocol, Self::peer(r), Self::attribution(r))
+            .hash(&mut h);
         (r.operation.as_deref(), r.target.as_deref(), r.status.as_deref(), r.error.as_deref()).hash(&mut h);
         h.finish()
     }
@@ -199,6 +210,7 @@ impl MemoKey {
             target: r.target.as_deref().map(Into::into),
             status: r.status.as_deref().map(Into::into),
             error: r.error.as_deref().map(Into::into),
+            attribution: Self::attribution(r),
         }
     }
 
@@ -212,6 +224,7 @@ impl MemoKey {
             && self.target.as_deref() == r.target.as_deref()
             && self.status.as_deref() == r.status.as_deref()
             && self.error.as_deref() == r.error.as_deref()
+            && self.attribution == Self::attribution(r)
     }
 }
 
@@ -252,8 +265,12 @@ impl Converger {
         self
     }
 
-    /// The service a record's process is: its process name, else the thread's comm.
+    /// The service a record's process is: its workload (or container) when attributed to one, else
+    /// its process name, else the thread's comm.
     fn service(&mut self, r: &Record) -> Arc<str> {
+        if let Some(name) = r.endpoint.attribution.as_ref().and_then(|a| a.service.clone()) {
+            return name;
+        }
         let Some(resolve) = self.process_names.as_mut() else { return r.endpoint.comm.as_str().into() };
         if let Some(name) = self.names.get(&r.endpoint.pid) {
             return name.clone();
@@ -273,15 +290,18 @@ impl Converger {
         &self.limiter
     }
 
-    /// The name a peer goes by: the local process serving that address, else the address.
+    /// The name a peer goes by: the local process serving that address, else the pod at that
+    /// address (its workload), else the address.
     fn peer_name(&self, r: &Record) -> String {
+        let pod = r.endpoint.peer.as_ref().and_then(|p| p.0.service.as_deref());
         match r.endpoint.role {
-            Role::Client => match self.servers.get(&r.endpoint.remote) {
-                Some(name) => name.to_string(),
-                None => r.endpoint.remote.to_string(),
+            Role::Client => match (self.servers.get(&r.endpoint.remote), pod) {
+                (Some(name), _) => name.to_string(),
+                (None, Some(pod)) => pod.to_string(),
+                (None, None) => r.endpoint.remote.to_string(),
             },
             // A client's port changes with every connection: only its address says who it is.
-            _ => r.endpoint.remote.ip().to_string(),
+            _ => pod.map_or_else(|| r.endpoint.remote.ip().to_string(), str::to_string),
         }
     }
 
@@ -296,10 +316,10 @@ impl Converger {
                     self.memo.clear();
                 }
             }
-            Role::Client if self.local_clients.len() < MAX_CLIENT_IPS => {
-                if self.local_clients.insert(r.endpoint.local.ip()) {
-                    self.memo.clear();
-                }
+            Role::Client
+                if self.local_clients.len() < MAX_CLIENT_IPS && self.local_clients.insert(r.endpoint.local.ip()) =>
+            {
+                self.memo.clear();
             }
             _ => {}
         }
@@ -411,6 +431,10 @@ impl Converger {
         attrs.push(("status.class", class));
         if let Some(e) = error_type {
             attrs.push(("error.type", e));
+        }
+        // The container, pod and workload, when known (docs/telemetry.md): converged like the rest.
+        if let Some(a) = &r.endpoint.attribution {
+            attrs.extend(a.metric_attributes().map(|(k, v)| (k, v.to_string())));
         }
         let mut folded = Vec::new();
         for (k, v) in attrs.iter_mut() {

@@ -37,6 +37,8 @@ fn record(protocol: &'static str, role: &'static str, op: &str, target: &str, st
             transport: strata_event::Transport::Tcp,
             local: local.parse().unwrap(),
             remote: remote.parse().unwrap(),
+            attribution: None,
+            peer: None,
         },
         attributes: Attributes::default(),
     }

@@ -122,7 +122,7 @@ impl MetricStore {
         if self.edges.is_empty() {
             return;
         }
-        fn labels<'a>((c, s, t): &'a EdgeKey) -> Vec<(String, &'a str)> {
+        fn labels((c, s, t): &EdgeKey) -> Vec<(String, &str)> {
             vec![("client".into(), c.as_str()), ("server".into(), s.as_str()), ("connection_type".into(), *t)]
         }
         let total = "traces_service_graph_request_total";
