@@ -1,6 +1,7 @@
-//! The on-disk cache: one file per BTF, with a sidecar holding its sha256 and where it came from,
-//! written atomically (temporary file, check, rename), so a restart or a second agent on the node
-//! never downloads twice and a failed fetch leaves the cache as it was.
+//! The on-disk cache: one file per entry (a BTF, or the kernel module built for a release), with a
+//! sidecar holding its sha256 and where it came from, written atomically (temporary file, check,
+//! rename), so a restart or a second agent on the node never downloads or builds twice and a failed
+//! attempt leaves the cache as it was.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,13 +21,13 @@ pub struct Cached {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("the BTF cache at {path}: {error}")]
+#[error("the cache at {path}: {error}")]
 pub struct CacheError {
     pub path: String,
     pub error: String,
 }
 
-/// The BTF part of strata's cache directory (`ROOT/btf`).
+/// One part of strata's cache directory: `ROOT/btf` for BTF, `ROOT/kmod` for kernel modules.
 #[derive(Clone, Debug)]
 pub struct Cache {
     dir: PathBuf,
@@ -37,9 +38,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Cache {
-    /// The cache under `root` (strata's cache directory; BTFs go to `root/btf`).
+    /// The BTF cache under `root` (strata's cache directory; BTFs go to `root/btf`).
     pub fn new(root: &Path) -> Cache {
-        Cache { dir: root.join("btf") }
+        Cache::named(root, "btf")
+    }
+
+    /// The part of the cache under `root/name`.
+    pub fn named(root: &Path, name: &str) -> Cache {
+        Cache { dir: root.join(name) }
     }
 
     pub fn dir(&self) -> &Path {
@@ -62,7 +68,7 @@ impl Cache {
         let bytes = std::fs::read(&file).ok()?;
         let actual = sha256_hex(&bytes);
         if actual != sha {
-            log::warn!("cached BTF {} hashes to {actual}, not the {sha} recorded: ignoring it", file.display());
+            log::warn!("cached {} hashes to {actual}, not the {sha} recorded: ignoring it", file.display());
             return None;
         }
         Some(Cached { path: file, sha256: actual, origin: origin.to_string() })

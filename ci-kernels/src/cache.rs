@@ -39,7 +39,9 @@ pub fn deb_kernel_key(deb_file: &str) -> String {
 /// Directory (under `builds/`) holding a kernel built from a source package with a config.
 /// `RECIPE` is bumped when the build steps change in a way that changes the output.
 pub fn build_key(source_deb_file: &str, base: &str, fragment: &str) -> String {
-    const RECIPE: &str = "bzImage-v1";
+    // v2: the configured and built tree is kept (with its modules and Module.symvers), so
+    // strata's kernel module can be built against it as against a node's headers.
+    const RECIPE: &str = "bzImage-v2-tree";
     let h = sha256_hex(&[RECIPE.as_bytes(), source_deb_file.as_bytes(), base.as_bytes(), fragment.as_bytes()]);
     format!("build-{}", &h[..16])
 }

@@ -38,6 +38,18 @@ pub fn cmdline(scenario: &Scenario, extra: Option<&str>) -> String {
     if scenario.generated_btf {
         c.push_str(" strata.generated=1");
     }
+    if scenario.kmod {
+        c.push_str(" strata.kmod=1");
+    }
+    if scenario.kmod_damaged {
+        c.push_str(" strata.kmod=damaged");
+    }
+    if scenario.cycles > 0 {
+        c.push_str(&format!(" strata.cycles={}", scenario.cycles));
+    }
+    if scenario.cost {
+        c.push_str(" strata.cost=1");
+    }
     c.push_str(&format!(" strata.duration={}", scenario.duration_secs));
     if let Some(e) = extra {
         c.push(' ');
@@ -59,7 +71,7 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 if mount -t bpf bpf /sys/fs/bpf 2>/dev/null; then BPFFS=yes; else BPFFS=no; fi
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 
-SCENARIO=unknown; TIER=; HIDE_BTF=0; DURATION=8; ARCHIVE=; TRANSPORT=; GENERATED=0
+SCENARIO=unknown; TIER=; HIDE_BTF=0; DURATION=8; ARCHIVE=; TRANSPORT=; GENERATED=0; KMOD=0; CYCLES=0; COST=0
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     strata.scenario=*) SCENARIO="${arg#*=}" ;;
@@ -69,6 +81,9 @@ for arg in $(cat /proc/cmdline); do
     strata.archive=*) ARCHIVE="${arg#*=}" ;;
     strata.transport=*) TRANSPORT="${arg#*=}" ;;
     strata.generated=*) GENERATED="${arg#*=}" ;;
+    strata.kmod=*) KMOD="${arg#*=}" ;;
+    strata.cycles=*) CYCLES="${arg#*=}" ;;
+    strata.cost=*) COST="${arg#*=}" ;;
   esac
 done
 echo "=== strata guest: scenario $SCENARIO, kernel $(uname -r), bpffs $BPFFS"
@@ -86,6 +101,16 @@ fi
 # the node's cache.
 if [ "$GENERATED" = 1 ]; then
   mkdir -p /var/cache/strata && cp -r /generated-btf/btf /var/cache/strata/
+fi
+# strata's kernel module built on the CI host against this kernel's tree, as a node's init
+# container (or an earlier run) leaves it in the node's cache.
+if [ "$KMOD" = 1 ]; then
+  mkdir -p /var/cache/strata && cp -r /kmod-cache/kmod /var/cache/strata/
+fi
+# The same module with its ELF header overwritten under a matching checksum, as one damaged
+# before it was cached.
+if [ "$KMOD" = damaged ]; then
+  mkdir -p /var/cache/strata && cp -r /kmod-damaged/kmod /var/cache/strata/
 fi
 
 # The BTF archive: this kernel's entry served on loopback (whole, or cut short), else an empty
@@ -132,14 +157,68 @@ RECORDS=$(grep '"protocol":"http"' /tmp/events.jsonl | grep '"target":"/index.ht
 EVENTS=$(wc -l </tmp/events.jsonl)
 RUN_TIER=$(sed -n 's/.*capturing: tier \([a-z-]*\).*/\1/p' /tmp/run.err | head -n 1)
 CAPTURING=$(grep -m 1 'capturing: tier' /tmp/run.err | tr -d '"\\' | tr '\n\t\r' '   ' | sed 's/[^ -~]/ /g' | cut -c 1-300)
+FALLBACK=$(grep -m 1 'falling back' /tmp/run.err | tr -d '"\\' | tr '\n\t\r' '   ' | sed 's/[^ -~]/ /g' | cut -c 1-400)
 # The first error line says what went wrong (a verifier log follows it); else the last line.
 DETAIL=$( (grep -m 1 'ERROR' /tmp/run.err || tail -n 1 /tmp/run.err) | tr -d '"\\' | tr '\n\t\r' '   ' | sed 's/[^ -~]/ /g' | cut -c 1-300)
 
+# Centiseconds since boot (busybox has no date +%N).
+now_cs() { tr -d '.' </proc/uptime | cut -d' ' -f1; }
+requests() { n=0; while [ $n -lt $1 ]; do wget -q -O /dev/null http://127.0.0.1:8080/index.html; n=$((n+1)); done; }
+in_modules() { if [ -r /proc/modules ]; then grep -c '^strata ' /proc/modules; else echo 0; fi; }
+vmalloc_kb() { sed -n 's/^VmallocUsed: *\([0-9]*\).*/\1/p' /proc/meminfo; }
+
+# What capture costs a request here: 200 wget -> httpd exchanges without and with this cell's
+# tier capturing (strata run --output none), wall-clock.
+BASE_CS=0; CAPTURED_CS=0
+if [ "$COST" = 1 ]; then
+  t0=$(now_cs); requests 200; BASE_CS=$(( $(now_cs) - t0 ))
+  strata run --output none --prometheus-listen off --duration 600s $TIER_ARGS $BTF_ARGS >/dev/null 2>/tmp/cost.err &
+  COST_PID=$!
+  i=0; while [ $i -lt 90 ] && ! grep -q 'capturing' /tmp/cost.err; do sleep 1; i=$((i+1)); done
+  t0=$(now_cs); requests 200; CAPTURED_CS=$(( $(now_cs) - t0 ))
+  kill -INT $COST_PID; wait $COST_PID
+  echo "=== 200 requests: ${BASE_CS} cs uncaptured, ${CAPTURED_CS} cs captured"
+fi
+
+MODULE_LEFT=$(in_modules)
+# Load, capture under traffic and unload, CYCLES times: each run must exit 0 and leave no module
+# behind; the kernel's vmalloc use (the module's rings) must come back.
+CYCLES_OK=0; VMALLOC_DELTA=0; CRASH_LEFT=0
+if [ "$CYCLES" -gt 0 ]; then
+  ( while :; do wget -q -O /dev/null http://127.0.0.1:8080/index.html 2>/dev/null; done ) &
+  LOAD_PID=$!
+  V0=$(vmalloc_kb)
+  # An agent killed mid-capture leaves its module loaded (nothing unloads it); the next run must
+  # replace it.
+  strata run --tier kmod --output none --prometheus-listen off $BTF_ARGS >/dev/null 2>/tmp/crash.err &
+  CRASH_PID=$!
+  i=0; while [ $i -lt 60 ] && ! grep -q 'capturing' /tmp/crash.err; do sleep 1; i=$((i+1)); done
+  kill -KILL $CRASH_PID; wait $CRASH_PID 2>/dev/null
+  CRASH_LEFT=$(in_modules)
+  echo "=== an agent killed while capturing left $CRASH_LEFT module(s) loaded"
+  c=0
+  while [ $c -lt "$CYCLES" ]; do
+    c=$((c+1))
+    if strata run --tier kmod --output none --prometheus-listen off --duration 1s $BTF_ARGS >/dev/null 2>/tmp/cycle.err \
+      && [ "$(in_modules)" = 0 ]; then
+      CYCLES_OK=$((CYCLES_OK+1))
+    else
+      echo "=== cycle $c failed:"; tail -n 5 /tmp/cycle.err
+    fi
+  done
+  kill $LOAD_PID
+  VMALLOC_DELTA=$(( $(vmalloc_kb) - V0 ))
+  echo "=== $CYCLES_OK of $CYCLES load/capture/unload cycles clean; VmallocUsed moved ${VMALLOC_DELTA} kB"
+fi
+KERNEL_WARNINGS=$(dmesg | grep -c -E 'Oops|BUG:|WARNING:|general protection|Call Trace')
+if [ "$KERNEL_WARNINGS" != 0 ]; then dmesg | grep -E -A 20 'Oops|BUG:|WARNING:|general protection' | head -n 60; fi
+
 # Keep kernel messages from interleaving with the result line.
 dmesg -n 1 2>/dev/null
-printf 'STRATA-RESULT {"v":1,"scenario":"%s","kernel":"%s","btf":"%s","bpffs":"%s","bpf_errno":%d,"compat_check":"%s","compat_rc":%d,"compat_b64":"%s","run_tier":"%s","run_rc":%d,"records":%d,"events":%d,"detail":"%s","capturing":"%s"}\n' \
+printf 'STRATA-RESULT {"v":1,"scenario":"%s","kernel":"%s","btf":"%s","bpffs":"%s","bpf_errno":%d,"compat_check":"%s","compat_rc":%d,"compat_b64":"%s","run_tier":"%s","run_rc":%d,"records":%d,"events":%d,"detail":"%s","capturing":"%s","fallback":"%s","module_left":%d,"kernel_warnings":%d,"cycles":%d,"cycles_ok":%d,"vmalloc_delta_kb":%d,"crash_left":%d,"base_cs":%d,"captured_cs":%d}\n' \
   "$SCENARIO" "$(uname -r)" "$BTF" "$BPFFS" "${BPF_ERRNO:-0}" "$COMPAT_STATE" "${COMPAT_RC:--1}" "$COMPAT_B64" \
-  "$RUN_TIER" "${RUN_RC:--1}" "${RECORDS:-0}" "${EVENTS:-0}" "$DETAIL" "$CAPTURING"
+  "$RUN_TIER" "${RUN_RC:--1}" "${RECORDS:-0}" "${EVENTS:-0}" "$DETAIL" "$CAPTURING" "$FALLBACK" \
+  "${MODULE_LEFT:-0}" "${KERNEL_WARNINGS:-0}" "$CYCLES" "$CYCLES_OK" "${VMALLOC_DELTA:-0}" "${CRASH_LEFT:-0}" "$BASE_CS" "$CAPTURED_CS"
 sync
 poweroff -f
 echo o >/proc/sysrq-trigger
@@ -176,6 +255,31 @@ pub struct GuestResult {
     /// `strata run`'s "capturing: tier ..." line (tier, BTF, buffer).
     #[serde(default)]
     pub capturing: String,
+    /// `strata run`'s `falling back` log line (a tier that failed to start, and why), the same way.
+    #[serde(default)]
+    pub fallback: String,
+    /// `/proc/modules` lines naming strata's module after `strata run` stopped.
+    #[serde(default)]
+    pub module_left: u32,
+    /// Kernel log lines reporting an oops, BUG, WARNING or call trace.
+    #[serde(default)]
+    pub kernel_warnings: u32,
+    /// Load/capture/unload cycles run, and how many were clean.
+    #[serde(default)]
+    pub cycles: u32,
+    #[serde(default)]
+    pub cycles_ok: u32,
+    /// How far VmallocUsed moved over the cycles.
+    #[serde(default)]
+    pub vmalloc_delta_kb: i64,
+    /// Modules left loaded by an agent killed (SIGKILL) while capturing, before the cycles.
+    #[serde(default)]
+    pub crash_left: u32,
+    /// Centiseconds 200 requests took uncaptured and captured (cost scenarios).
+    #[serde(default)]
+    pub base_cs: u64,
+    #[serde(default)]
+    pub captured_cs: u64,
 }
 
 impl GuestResult {
@@ -322,6 +426,12 @@ mod tests {
             transport: Some("perf-buffer".into()),
             generated_btf: true,
             expect_capturing: None,
+            kmod: false,
+            kmod_damaged: false,
+            expect_run_tier: None,
+            expect_fallback: None,
+            cycles: 0,
+            cost: false,
             duration_secs: 8,
         };
         let c = cmdline(&s, Some("nokaslr"));

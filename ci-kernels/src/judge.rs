@@ -34,6 +34,9 @@ pub struct Verdict {
 
 /// Every cell runs five wget → httpd exchanges: each must come out as a record on both sides.
 pub const EXPECTED_RECORDS: u64 = 10;
+/// How far VmallocUsed may move over the load/unload cycles (a leaked ring per cycle would be
+/// at least 64 KiB per CPU, 50 times over).
+pub const MAX_VMALLOC_DRIFT_KB: i64 = 1024;
 
 pub fn judge(scenario: &Scenario, outcome: &GuestOutcome, opts: JudgeOptions) -> Verdict {
     let r = match outcome {
@@ -114,8 +117,19 @@ pub fn judge(scenario: &Scenario, outcome: &GuestOutcome, opts: JudgeOptions) ->
         Some(t) => fail.push(format!("tier {t}, expected {}", scenario.expect_tier)),
         None => fail.push(format!("no tier reported, expected {}", scenario.expect_tier)),
     }
-    // Detection predicts, loading decides: when both spoke, they must agree.
-    if scenario.force_tier.is_none() {
+    // Detection predicts, loading decides: when both spoke, they must agree, unless the scenario
+    // makes the predicted tier fail to load, and then `strata run` must have fallen back.
+    if let Some(expected) = &scenario.expect_run_tier {
+        if run_tier != Some(expected.as_str()) {
+            fail.push(format!("`strata run` captured with {run_tier:?}, expected a fallback to {expected}"));
+        }
+        if let Some(phrase) = &scenario.expect_fallback {
+            if !r.fallback.to_lowercase().contains(&phrase.to_lowercase()) {
+                fail.push(format!("the fallback does not say {phrase:?}: {:?}", r.fallback));
+            }
+        }
+        notes.push(format!("fell back: {}", short_detail(&r.fallback)));
+    } else if scenario.force_tier.is_none() {
         if let (Some(c), Some(rt)) = (&compat_tier, run_tier) {
             if c != rt {
                 fail.push(format!("compat-check chose {c} but `strata run` captured with {rt}"));
@@ -146,6 +160,45 @@ pub fn judge(scenario: &Scenario, outcome: &GuestOutcome, opts: JudgeOptions) ->
             "{} records of GET /index.html, not {EXPECTED_RECORDS} (5 exchanges, both sides; {} JSON lines in all)",
             r.records, r.events
         ));
+    }
+    // strata's module: gone once strata stopped, and the kernel never complained.
+    if scenario.kmod || scenario.kmod_damaged || scenario.cycles > 0 {
+        if r.module_left != 0 {
+            fail.push("strata's module is still loaded after strata run stopped".into());
+        }
+        if r.kernel_warnings != 0 {
+            fail.push(format!("the kernel logged {} oops/BUG/WARNING lines (see the serial log)", r.kernel_warnings));
+        }
+    }
+    if scenario.cycles > 0 {
+        if r.cycles != scenario.cycles || r.cycles_ok != scenario.cycles {
+            fail.push(format!("{} of {} load/capture/unload cycles were clean", r.cycles_ok, scenario.cycles));
+        }
+        // The module's rings are vmalloc'd per run: a leak would grow VmallocUsed by a ring per
+        // CPU per cycle. Allow what other kernel activity moves.
+        if r.vmalloc_delta_kb > MAX_VMALLOC_DRIFT_KB {
+            fail.push(format!("VmallocUsed grew {} kB over the cycles (a leak?)", r.vmalloc_delta_kb));
+        }
+        // The killed agent must really have left its module (else the first cycle proved nothing).
+        if r.crash_left != 1 {
+            fail.push(format!("an agent killed while capturing left {} modules loaded, expected 1", r.crash_left));
+        }
+        notes.push(format!(
+            "a killed agent's module replaced; {} clean load/unload cycles, VmallocUsed moved {} kB",
+            r.cycles_ok, r.vmalloc_delta_kb
+        ));
+    }
+    if scenario.cost {
+        if r.base_cs == 0 || r.captured_cs == 0 {
+            fail.push("the cost measurement did not run".into());
+        } else {
+            notes.push(format!(
+                "200 requests: {:.2} s uncaptured, {:.2} s captured ({:.2}x)",
+                r.base_cs as f64 / 100.0,
+                r.captured_cs as f64 / 100.0,
+                r.captured_cs as f64 / r.base_cs as f64
+            ));
+        }
     }
     let pass = fail.is_empty();
     Verdict { pass, tier: shown, records: Some(r.records), reasons: if pass { notes } else { fail } }
@@ -190,6 +243,12 @@ mod tests {
             transport: None,
             generated_btf: false,
             expect_capturing: None,
+            kmod: false,
+            kmod_damaged: false,
+            expect_run_tier: None,
+            expect_fallback: None,
+            cycles: 0,
+            cost: false,
             duration_secs: 8,
         }
     }
@@ -211,6 +270,15 @@ mod tests {
             events: records * 3,
             detail: String::new(),
             capturing: format!("capturing: tier {run_tier} (CO-RE probes relocated with the kernel BTF, ring buffer)"),
+            fallback: String::new(),
+            module_left: 0,
+            kernel_warnings: 0,
+            cycles: 0,
+            cycles_ok: 0,
+            vmalloc_delta_kb: 0,
+            crash_left: 0,
+            base_cs: 0,
+            captured_cs: 0,
         }))
     }
 

@@ -12,8 +12,11 @@ use crate::{apt, cache};
 
 pub struct Prepared {
     pub image: PathBuf,
-    /// `uname -r` of the kernel, where known before boot (Debian packages name it).
+    /// `uname -r` of the kernel, where known before boot (Debian packages name it; a build's tree
+    /// says it).
     pub release: Option<String>,
+    /// A built kernel's tree, ready for external modules (`make M=...`).
+    pub build_tree: Option<PathBuf>,
     /// What it is, for the log: the package file or the build key.
     pub what: String,
     pub cached: bool,
@@ -45,7 +48,7 @@ fn from_deb(d: &DebSource, cache_dir: &Path) -> Result<Prepared> {
     let image = out_dir.join("vmlinuz");
     let release = pkg.strip_prefix("linux-image-").map(str::to_string);
     if image.exists() {
-        return Ok(Prepared { image, release, what: deb_name, cached: true });
+        return Ok(Prepared { image, release, build_tree: None, what: deb_name, cached: true });
     }
     let deb = apt::download(&pkg, &ver, "amd64", &cache_dir.join("debs"))?;
     let tmp = out_dir.with_extension("tmp");
@@ -62,7 +65,7 @@ fn from_deb(d: &DebSource, cache_dir: &Path) -> Result<Prepared> {
     std::fs::remove_dir_all(tmp.join("boot"))?;
     let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::rename(&tmp, &out_dir)?;
-    Ok(Prepared { image, release, what: deb_name, cached: false })
+    Ok(Prepared { image, release, build_tree: None, what: deb_name, cached: false })
 }
 
 /// Lines of the fragment the final .config does not honour: `CONFIG_X=y` that is not set, or
@@ -122,10 +125,14 @@ fn build(b: &BuildSource, cache_dir: &Path, manifest_dir: &Path) -> Result<Prepa
     let key = cache::build_key(&deb_name, &b.base, &fragment);
     let out_dir = cache_dir.join("builds").join(&key);
     let image = out_dir.join("bzImage");
-    if image.exists() {
+    let tree = out_dir.join("tree");
+    let release =
+        || std::fs::read_to_string(tree.join("include/config/kernel.release")).ok().map(|r| r.trim().to_string());
+    if image.exists() && tree.is_dir() {
         return Ok(Prepared {
             image,
-            release: None,
+            release: release(),
+            build_tree: Some(tree.clone()),
             what: format!("{key} ({deb_name} + {})", b.fragment),
             cached: true,
         });
@@ -162,16 +169,25 @@ fn build(b: &BuildSource, cache_dir: &Path, manifest_dir: &Path) -> Result<Prepa
     if !drift.is_empty() {
         bail!("the configured kernel does not match {}:\n  {}", b.fragment, drift.join("\n  "));
     }
-    sh(&format!("cd {t} && make -j{jobs} bzImage >>{l} 2>&1", t = quote(&tree), l = quote(&log)))
+    // The image, then the modules (and Module.symvers) external modules are built against.
+    sh(&format!("cd {t} && make -j{jobs} bzImage modules >>{l} 2>&1", t = quote(&tree), l = quote(&log)))
         .with_context(|| format!("kernel build failed: see {}", log.display()))?;
     let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::create_dir_all(&out_dir)?;
     std::fs::copy(tree.join("arch/x86/boot/bzImage"), &image)?;
     std::fs::write(out_dir.join("config"), &config)?;
     std::fs::copy(&log, out_dir.join("build.log"))?;
+    std::fs::rename(&tree, out_dir.join("tree"))?;
     std::fs::remove_dir_all(&work)?;
     eprintln!("ci-kernels: built {key} in {:.0} s", started.elapsed().as_secs_f64());
-    Ok(Prepared { image, release: None, what: format!("{key} ({deb_name} + {})", b.fragment), cached: false })
+    let tree = out_dir.join("tree");
+    Ok(Prepared {
+        image,
+        release: release(),
+        build_tree: Some(tree.clone()),
+        what: format!("{key} ({deb_name} + {})", b.fragment),
+        cached: false,
+    })
 }
 
 #[cfg(test)]
@@ -230,8 +246,74 @@ pub fn headers(d: &DebSource, cache_dir: &Path) -> Result<HeadersTree> {
     Ok(HeadersTree { dir, release })
 }
 
+/// The kbuild package a Debian headers package depends on (`linux-kbuild-6.1`,
+/// `linux-kbuild-6.12.117+deb12`), from its Depends field. Pure.
+pub fn kbuild_package(depends: &str) -> Option<String> {
+    depends
+        .split(',')
+        .map(|d| d.trim().split([' ', '(']).next().unwrap_or(""))
+        .find(|name| name.starts_with("linux-kbuild-"))
+        .map(str::to_string)
+}
+
+/// A Debian headers tree a module can be built against, as on a node with the headers package
+/// installed: the headers (arch and -common) plus the kbuild package their `scripts` link to,
+/// extracted under one root. The arch Makefile includes the -common one by its absolute
+/// /usr/src path, which is rewritten to the root here.
+pub fn kbuild_tree(d: &DebSource, cache_dir: &Path) -> Result<HeadersTree> {
+    let tree = headers(d, cache_dir)?;
+    let root =
+        tree.dir.parent().and_then(Path::parent).and_then(Path::parent).context("headers tree root")?.to_path_buf();
+    let ready = root.join(".kbuild-ready");
+    if ready.is_file() {
+        return Ok(tree);
+    }
+    let (image, ver) = apt::resolve_image(&d.meta, &d.suite)?;
+    let arch_pkg = image.replace("linux-image-", "linux-headers-");
+    let arch_deb = apt::download(&arch_pkg, &ver, "amd64", &cache_dir.join("debs"))?;
+    let depends = Command::new("dpkg-deb").arg("-f").arg(&arch_deb).arg("Depends").output()?;
+    let depends = String::from_utf8_lossy(&depends.stdout).to_string();
+    let kbuild =
+        kbuild_package(&depends).with_context(|| format!("{arch_pkg} depends on no linux-kbuild-* ({depends})"))?;
+    let kbuild_ver = apt::version_in_suite(&kbuild, &d.suite)?;
+    let kbuild_deb = apt::download(&kbuild, &kbuild_ver, "amd64", &cache_dir.join("debs"))?;
+    sh(&format!("dpkg-deb -x {} {}", quote(&kbuild_deb), quote(&root)))?;
+    let makefile = tree.dir.join("Makefile");
+    let text = std::fs::read_to_string(&makefile)?;
+    std::fs::write(&makefile, text.replace("/usr/src/", &format!("{}/usr/src/", root.display())))?;
+    std::fs::write(&ready, format!("{kbuild} {kbuild_ver}\n"))?;
+    Ok(tree)
+}
+
+/// The compiler a kbuild tree's Makefile names (`gcc-12`), when it names one. Pure.
+pub fn named_compiler(makefile_vars: &str) -> Option<String> {
+    makefile_vars
+        .lines()
+        .filter(|l| l.trim_start().starts_with("CC"))
+        .flat_map(|l| l.split(|c: char| c.is_whitespace() || c == ')'))
+        .find(|w| w.starts_with("gcc-"))
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod headers_tests {
+    #[test]
+    fn the_kbuild_package_comes_from_depends() {
+        let d = "linux-base (>= 4.12~), linux-headers-6.12.117+deb12-common (= 6.12.117-1~deb12u1), linux-kbuild-6.12.117+deb12, gcc-12";
+        assert_eq!(super::kbuild_package(d).as_deref(), Some("linux-kbuild-6.12.117+deb12"));
+        let d = "linux-headers-5.10.0-32-common (= 5.10.223-1), linux-kbuild-5.10 (>= 5.10.223-1), linux-compiler-gcc-10-x86";
+        assert_eq!(super::kbuild_package(d).as_deref(), Some("linux-kbuild-5.10"));
+        assert_eq!(super::kbuild_package("gcc-12"), None);
+    }
+
+    #[test]
+    fn the_compiler_the_makefile_names() {
+        let v = "override ARCH = x86\nCCACHE = ccache\nCC = $(if $(DEBIAN_KERNEL_USE_CCACHE),$(CCACHE)) $(CROSS_COMPILE)gcc-12\n";
+        assert_eq!(super::named_compiler(v).as_deref(), Some("gcc-12"));
+        let v = "CC = $(if $(X),$(CCACHE)) gcc-10\n";
+        assert_eq!(super::named_compiler(v).as_deref(), Some("gcc-10"));
+    }
+
     #[test]
     fn the_common_package_drops_the_flavour() {
         assert_eq!(super::common_headers_package("6.1.0-57-amd64").as_deref(), Some("linux-headers-6.1.0-57-common"));

@@ -10,6 +10,7 @@ mod guest;
 mod initramfs;
 mod judge;
 mod kernels;
+mod kmod;
 mod manifest;
 mod overlay;
 mod probe;
@@ -171,6 +172,26 @@ fn unique_kernels<'a>(cells: &[(&'a manifest::Kernel, &'a manifest::Scenario)]) 
     seen
 }
 
+/// strata's module for kernel `k`: against its Debian headers and kbuild packages, or its own
+/// build tree.
+fn build_module(
+    strata: &Path,
+    k: &manifest::Kernel,
+    p: &kernels::Prepared,
+    cache_dir: &Path,
+) -> Result<kmod::BuiltModule> {
+    let release = p.release.as_deref().context("the kernel's release is not known before boot")?;
+    match (&k.deb, &p.build_tree) {
+        (Some(deb), _) => {
+            let tree = kernels::kbuild_tree(deb, cache_dir)?;
+            let vars = std::fs::read_to_string(tree.dir.join(".kernelvariables")).unwrap_or_default();
+            kmod::prepare(strata, &tree.dir, release, kernels::named_compiler(&vars).as_deref(), cache_dir)
+        }
+        (None, Some(tree)) => kmod::prepare(strata, tree, release, None, cache_dir),
+        (None, None) => bail!("no build tree for {}", k.name),
+    }
+}
+
 /// Builds the static strata from the workspace this crate sits in.
 fn build_strata() -> Result<PathBuf> {
     let workspace = crate_dir().join("..").canonicalize()?;
@@ -218,6 +239,8 @@ fn run(manifest: &Manifest, manifest_dir: &Path, cache_dir: &Path, args: RunArgs
     // Per kernel: why the BTF generated from its headers is not right, if it is not (a failed
     // generation fails only the cells that need it).
     let mut generated_fault: BTreeMap<String, String> = BTreeMap::new();
+    // Per kernel: why strata's module could not be built for it (fails only the cells that need it).
+    let mut kmod_fault: BTreeMap<String, String> = BTreeMap::new();
     for k in unique_kernels(&cells) {
         let t = Instant::now();
         let wants = |f: fn(&manifest::Scenario) -> bool| cells.iter().any(|(ck, s)| ck.name == k.name && f(s));
@@ -248,14 +271,33 @@ fn run(manifest: &Manifest, manifest_dir: &Path, cache_dir: &Path, args: RunArgs
                 },
                 _ => None,
             };
-            let initrd = match (&k.os_release, &p.release) {
-                (Some(os), Some(release)) => overlay::initrd_with_overlay(
+            let module = if wants(|s| s.kmod || s.kmod_damaged) {
+                match build_module(&strata, k, &p, cache_dir) {
+                    Ok(m) => {
+                        println!("kernel {}: strata's module built against its tree in {:.1} s:", k.name, m.secs);
+                        for line in m.report.lines() {
+                            println!("  {line}");
+                        }
+                        Some(m.cache_root)
+                    }
+                    Err(e) => {
+                        println!("kernel {}: building strata's module failed: {e:#}", k.name);
+                        kmod_fault.insert(k.name.clone(), format!("building the module failed: {e:#}"));
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let initrd = match &p.release {
+                Some(release) if k.os_release.is_some() || module.is_some() => overlay::initrd_with_overlay(
                     &initrd,
                     &p.image,
-                    os,
+                    k.os_release.as_ref(),
                     release,
                     wants(|s| s.archive.is_some()),
                     generated.as_deref(),
+                    module.as_deref(),
                 )?,
                 _ => initrd.clone(),
             };
@@ -292,7 +334,8 @@ fn run(manifest: &Manifest, manifest_dir: &Path, cache_dir: &Path, args: RunArgs
                     kernel: image,
                     initrd,
                     append: guest::cmdline(s, k.append.as_deref()),
-                    timeout: Duration::from_secs(args.timeout),
+                    // Load/unload cycles take a few seconds each under TCG on top of the usual run.
+                    timeout: Duration::from_secs(args.timeout + 8 * u64::from(s.cycles)),
                     serial_log: serial_log.clone(),
                 };
                 qemu::boot(&boot).unwrap_or_else(|e| GuestOutcome::NoResult(format!("{e:#}")))
@@ -300,6 +343,10 @@ fn run(manifest: &Manifest, manifest_dir: &Path, cache_dir: &Path, args: RunArgs
         };
         let mut verdict = judge::judge(s, &outcome, opts);
         if let (true, Some(fault)) = (s.generated_btf, generated_fault.get(&k.name)) {
+            verdict.pass = false;
+            verdict.reasons.push(fault.clone());
+        }
+        if let (true, Some(fault)) = (s.kmod, kmod_fault.get(&k.name)) {
             verdict.pass = false;
             verdict.reasons.push(fault.clone());
         }

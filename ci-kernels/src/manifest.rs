@@ -47,6 +47,31 @@ pub struct Scenario {
     /// A phrase `strata run`'s "capturing: tier ..." line must contain (e.g. `perf buffer`).
     #[serde(default)]
     pub expect_capturing: Option<String>,
+    /// The CI host builds strata's kernel module against the kernel's build tree (its Debian
+    /// headers and kbuild packages, or a built kernel's own tree), and the guest's cache holds it.
+    /// The cell then also fails if the module is still loaded after strata stops, or the kernel
+    /// logged an oops or a warning.
+    #[serde(default)]
+    pub kmod: bool,
+    /// Instead, the guest's cache holds that module with its ELF header overwritten, under a checksum that matches (as
+    /// a module damaged before it was cached would be): the kernel must refuse to load it.
+    #[serde(default)]
+    pub kmod_damaged: bool,
+    /// The tier `strata run` must end up capturing with, where it differs from the plan's (a
+    /// tier that fails to load hands over to the next).
+    #[serde(default)]
+    pub expect_run_tier: Option<String>,
+    /// A phrase the `falling back` log line must hold (the failed tier's reason).
+    #[serde(default)]
+    pub expect_fallback: Option<String>,
+    /// After the capture, run `strata run --tier kmod` this many times for a second each, with
+    /// HTTP traffic throughout: every run must load, capture and unload cleanly, and the kernel's
+    /// vmalloc use must come back to where it was.
+    #[serde(default)]
+    pub cycles: u32,
+    /// Time 200 requests without and with the cell's tier capturing (the guest prints both).
+    #[serde(default)]
+    pub cost: bool,
     /// Seconds `strata run` captures for.
     #[serde(default = "default_duration")]
     pub duration_secs: u32,
@@ -251,7 +276,11 @@ mod tests {
         assert!(m.kernels.iter().any(|k| k.name == "debian-6.1"));
         assert!(m.kernels.iter().any(|k| k.name == "debian-5.10"));
         let bpfless = m.kernels.iter().find(|k| k.build.is_some()).unwrap();
-        assert_eq!(bpfless.scenarios, vec!["bpf-less", "perf-event-forced"]);
+        assert_eq!(bpfless.scenarios, vec!["bpf-less", "perf-event-forced", "kmod", "kmod-cycles", "kmod-damaged"]);
+        let kmod = m.scenario("kmod").unwrap();
+        assert!(kmod.kmod && kmod.force_tier.is_none() && kmod.cost, "kmod is chosen by itself where it can run");
+        assert_eq!(m.scenario("kmod-cycles").unwrap().cycles, 50);
+        assert!(m.kernels.iter().filter(|k| k.deb.is_some()).all(|k| k.scenarios.iter().any(|s| s == "kmod-forced")));
         assert_eq!(m.scenario("native-btf").unwrap().expect_tier, "core");
         let hidden = m.scenario("hidden-btf").unwrap();
         assert!(hidden.hide_btf);

@@ -2,6 +2,7 @@
 //! the applications.
 
 mod cli;
+mod test_enosys;
 
 use std::process::ExitCode;
 
@@ -39,10 +40,28 @@ enum Command {
     /// BTF for kernels without their own.
     #[command(subcommand)]
     Btf(cli::btf::BtfCommand),
+    /// strata's kernel module, for kernels where BPF cannot attach to syscalls.
+    #[command(subcommand)]
+    Kmod(cli::kmod::KmodCommand),
 }
 
 fn main() -> ExitCode {
+    // First of all, before any thread starts: tests emulating older kernels (see test_enosys.rs).
+    let emulated = test_enosys::install_from_env();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_target(false).init();
+    match emulated {
+        Ok(None) => {}
+        Ok(Some(calls)) => log::warn!(
+            "{} is set: {} answer ENOSYS in this process, as on a kernel without them. This emulates older \
+             kernels for tests; never set it in production",
+            test_enosys::VAR,
+            calls.join(", ")
+        ),
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    }
     let cli = Cli::parse();
     btf_cache::fetch::install_crypto_provider();
     let code = match cli.command {
@@ -58,6 +77,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Btf(cmd) => cli::btf::command(&cmd),
+        Command::Kmod(cmd) => cli::kmod::command(&cmd),
         Command::Record(args) => run_result(cli::run::record(args)),
         Command::Run(args) => run_result(cli::run::run(args)),
     };

@@ -270,6 +270,10 @@ pub enum LossSource {
     /// Syscalls whose fd could not be resolved because the process had exited before strata looked
     /// (perf-event tier; some may not have been sockets).
     PerfUnresolved,
+    /// Data events whose payload could not be read (wholly or in part) from the process: it had
+    /// exited or unmapped the buffer, or the kernel lets strata read no process memory (perf-event
+    /// tier). The events still carry their byte counts.
+    PerfPayloadUnreadable,
     /// Events the agent read but could not hand to its pipeline: the queue between them was full.
     AgentQueue,
 }
@@ -300,6 +304,7 @@ impl LossSource {
             LossSource::PerfPending => "perf_pending",
             LossSource::PerfUnreadable => "perf_unreadable",
             LossSource::PerfUnresolved => "perf_unresolved",
+            LossSource::PerfPayloadUnreadable => "perf_payload_unreadable",
             LossSource::AgentQueue => "agent_queue",
         }
     }
@@ -489,6 +494,7 @@ mod tests {
             PerfPending,
             PerfUnreadable,
             PerfUnresolved,
+            PerfPayloadUnreadable,
             AgentQueue,
         ] {
             assert_eq!(serde_json::to_value(s).unwrap(), s.name());

@@ -130,7 +130,7 @@ pub struct BuiltTiers(Vec<Tier>);
 impl BuiltTiers {
     /// What this release ships.
     pub fn current() -> Self {
-        BuiltTiers(vec![Tier::Core, Tier::ArchivedBtf, Tier::HostCompiled, Tier::PerfEvent])
+        BuiltTiers(vec![Tier::Core, Tier::ArchivedBtf, Tier::HostCompiled, Tier::Kmod, Tier::PerfEvent])
     }
 
     /// Every tier, to evaluate the decision logic on its own.
@@ -204,6 +204,12 @@ impl Plan {
 }
 
 /// Chooses the tier for a node. Pure: same facts, same plan.
+/// Why `tier` cannot run on this node (empty when it can), whatever the plan chose: for a tier
+/// an operator forces.
+pub fn blockers(facts: &Facts, tier: Tier) -> Vec<String> {
+    Node::new(facts).blockers(tier)
+}
+
 pub fn plan(facts: &Facts, built: &BuiltTiers) -> Plan {
     let node = Node::new(facts);
     let mut rejected = Vec::new();
@@ -610,8 +616,43 @@ impl<'a> Node<'a> {
                 "module signatures are enforced ({why}): strata's module is unsigned; sign it with a key the kernel trusts"
             ));
         }
-        if f.toolchain.kernel_headers.is_none() {
-            r.push(format!("{} (the module is built on the node)", self.headers_missing()));
+        if f.kernel.arch != "x86_64" && !f.kernel.arch.is_empty() {
+            r.push(format!("strata's module is written for x86_64, this kernel is {}", f.kernel.arch));
+        }
+        if f.config_option("FTRACE_SYSCALLS") == Some("n") {
+            r.push(
+                "the module hooks the raw syscall tracepoints, which are missing (CONFIG_FTRACE_SYSCALLS is not set)"
+                    .into(),
+            );
+        }
+        r.extend(self.module_problems());
+        r
+    }
+
+    /// What keeps the module from being at hand: nothing when it is (built now or cached
+    /// earlier); the compiler's own error when building failed; else each missing piece: the
+    /// kernel's headers (its kbuild tree), gcc and make.
+    fn module_problems(&self) -> Vec<String> {
+        let t = &self.f.toolchain;
+        match &self.f.kmod_built {
+            Some(h) if h.available => return vec![],
+            Some(h) if h.error.is_some() => {
+                return vec![format!("building the module failed: {}", h.error.as_deref().unwrap_or(""))]
+            }
+            _ => {}
+        }
+        let mut r = Vec::new();
+        if t.kernel_headers.is_none() {
+            r.push(format!("{} (the module is built on the node against them)", self.headers_missing()));
+        }
+        if t.gcc.is_none() || t.make.is_none() {
+            let missing: Vec<&str> =
+                [("gcc", &t.gcc), ("make", &t.make)].iter().filter(|(_, p)| p.is_none()).map(|(n, _)| *n).collect();
+            r.push(format!(
+                "{} not found on PATH (kbuild builds the module with them): {}, or build it ahead of time with `strata kmod build` where they are",
+                missing.join(" and "),
+                self.install_hint("gcc make", "gcc make", "gcc make", "gcc and make")
+            ));
         }
         r
     }
@@ -641,6 +682,12 @@ impl<'a> Node<'a> {
             r.push("syscall tracepoints are missing (CONFIG_FTRACE_SYSCALLS is not set)".into());
         }
         r.extend(self.tracepoint_problems(|category| category == "syscalls"));
+        if f.perf_event.clock_monotonic.is_unsupported() {
+            r.push(format!(
+                "perf_event_open refuses CLOCK_MONOTONIC sample times (use_clockid, Linux 4.1+): {}",
+                f.perf_event.clock_monotonic.reason()
+            ));
+        }
         r
     }
 
@@ -687,6 +734,23 @@ impl<'a> Node<'a> {
         }
         if chosen == Tier::ArchivedBtf {
             notes.push(self.archive_need());
+        }
+        if chosen == Tier::PerfEvent {
+            for r in crate::features::PERF_EVENT_REQUIREMENTS {
+                if (r.probe)(f).is_unsupported() && r.fallback != crate::features::NO_FALLBACK {
+                    notes.push(format!("perf-event: no {} (Linux {}+): {}", r.description, r.since, r.fallback));
+                }
+            }
+        }
+        if chosen == Tier::Kmod {
+            notes.push(match &self.f.kmod_built {
+                Some(h) if h.available => format!(
+                    "loads strata's kernel module{}{}; unloaded when strata stops",
+                    h.location.as_ref().map(|l| format!(" ({l})")).unwrap_or_default(),
+                    h.path.as_ref().map(|p| format!(", cached at {p}")).unwrap_or_default()
+                ),
+                _ => "builds strata's kernel module against the kernel headers when it starts (gcc, make)".into(),
+            });
         }
         if chosen == Tier::HostCompiled {
             notes.push(match &self.f.btf_generated {

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde_json::{json, Value};
 
 use crate::facts::Facts;
-use crate::features::FEATURES;
+use crate::features::{FEATURES, PERF_EVENT_REQUIREMENTS};
 use crate::plan::Plan;
 use crate::probe::Probe;
 
@@ -43,6 +43,25 @@ pub fn render_text(facts: &Facts, plan: &Plan) -> String {
     }
     if let Some(size) = facts.btf.size_bytes {
         let _ = writeln!(out, "  (kernel BTF: {} bytes at {})", size, facts.btf.path);
+    }
+
+    let _ = writeln!(
+        out,
+        "\nperf-event tier's own needs (the kernel version that brought each; what the tier does without it)"
+    );
+    for r in PERF_EVENT_REQUIREMENTS {
+        let probe = (r.probe)(facts);
+        let detail = match probe {
+            Probe::Supported => String::new(),
+            other => format!("  {}", other.reason()),
+        };
+        let _ = writeln!(out, "  {} {:<56} {:>6}{detail}", mark(probe), r.description, format!("{}", r.since));
+        let without = match probe {
+            Probe::Supported => "without it",
+            Probe::Unsupported { .. } => "in use instead",
+            Probe::Unknown { .. } => "if missing",
+        };
+        let _ = writeln!(out, "      {without}: {}", r.fallback);
     }
 
     let _ = writeln!(out, "\nenvironment");
@@ -87,6 +106,20 @@ pub fn render_text(facts: &Facts, plan: &Plan) -> String {
         facts.toolchain.kernel_headers.as_deref().unwrap_or("not found")
     );
     let _ = writeln!(out, "  clang                      {}", facts.toolchain.clang.as_deref().unwrap_or("not found"));
+    let _ = writeln!(
+        out,
+        "  gcc, make (kmod)           {}, {}",
+        facts.toolchain.gcc.as_deref().unwrap_or("not found"),
+        facts.toolchain.make.as_deref().unwrap_or("not found")
+    );
+    if let Some(h) = &facts.kmod_built {
+        let what = match (&h.path, &h.error) {
+            (Some(p), _) if h.available => format!("{p}{}", if h.cached { " (cached)" } else { "" }),
+            (_, Some(e)) => format!("not built: {e}"),
+            _ => "not built".into(),
+        };
+        let _ = writeln!(out, "  kernel module              {what}");
+    }
 
     let _ = writeln!(
         out,
@@ -148,6 +181,17 @@ pub fn render_json(facts: &Facts, plan: &Plan) -> Value {
             "since": f.since.to_string(),
             "probe": (f.probe)(facts),
         })).collect::<Vec<_>>(),
+        "perf_event_requirements": PERF_EVENT_REQUIREMENTS.iter().map(|r| {
+            let probe = (r.probe)(facts);
+            json!({
+                "key": r.key,
+                "description": r.description,
+                "since": r.since.to_string(),
+                "probe": probe,
+                "fallback": r.fallback,
+                "fallback_in_use": probe.is_unsupported(),
+            })
+        }).collect::<Vec<_>>(),
         "facts": facts,
     })
 }

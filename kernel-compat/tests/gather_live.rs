@@ -100,3 +100,38 @@ fn gathered_facts_round_trip_through_json() {
     let back: kernel_compat::Facts = serde_json::from_str(&json).unwrap();
     assert_eq!(back, facts);
 }
+
+/// The perf-event tier's own requirements (facts.perf_event), held to what the host shows by
+/// other means: its kernel version (a kernel at least as new as the one that brought a syscall
+/// has it), its config, /proc/filesystems.
+#[test]
+fn perf_event_requirements_agree_with_the_host() {
+    let facts = gather_here();
+    let p = &facts.perf_event;
+    let version = facts.kernel_version().expect("the host's release has a version");
+    let at_least = |major, minor| version >= kernel_compat::KernelVersion::new(major, minor, 0);
+    if at_least(5, 3) {
+        assert!(p.pidfd_open.is_supported(), "{:?}", p.pidfd_open);
+    }
+    if at_least(5, 6) {
+        assert!(p.pidfd_getfd.is_supported(), "{:?}", p.pidfd_getfd);
+    }
+    for (probe, option) in [(&p.process_vm_readv, "CROSS_MEMORY_ATTACH"), (&p.sock_diag, "INET_DIAG")] {
+        match facts.config_enabled(option) {
+            Some(true) => assert!(probe.is_supported(), "CONFIG_{option}: {probe:?}"),
+            Some(false) => assert!(probe.is_unsupported(), "CONFIG_{option}: {probe:?}"),
+            None => {}
+        }
+    }
+    if p.process_vm_readv.is_unsupported() {
+        assert_eq!(p.process_vm_readv.errno(), Some("ENOSYS"));
+    }
+    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap();
+    assert_eq!(p.tracefs.is_supported(), filesystems.lines().any(|l| l.split_whitespace().last() == Some("tracefs")));
+    // /proc/self/mem is readable by its own process on every kernel strata runs on.
+    assert!(p.proc_pid_mem.is_supported(), "{:?}", p.proc_pid_mem);
+    if facts.tracing.perf_tracepoint.is_supported() && at_least(4, 1) {
+        assert!(p.clock_monotonic.is_supported(), "{:?}", p.clock_monotonic);
+        assert!(p.fd_cloexec.is_supported(), "{:?}", p.fd_cloexec);
+    }
+}

@@ -2,7 +2,7 @@
 //! expects with every tier built (the decision logic on its own) and with today's build (`core`,
 //! `archived-btf` and `perf-event`), and checks that the reasons name the right thing.
 
-use kernel_compat::plan::NOT_IN_BUILD;
+use kernel_compat::facts::BtfHint;
 use kernel_compat::{plan, report, BtfSource, BuiltTiers, Facts, Fidelity, Plan, Tier, Transport};
 
 fn fixture(name: &str) -> Facts {
@@ -74,8 +74,25 @@ fn ubuntu16_04_4_4_uses_the_kernel_module() {
     );
     assert_only_better_tiers_rejected(&p);
     let today = plan_current("ubuntu16.04-4.4.json");
-    assert_eq!(today.tier, Tier::PerfEvent);
-    assert_rejected_for(&today, Tier::Kmod, &[NOT_IN_BUILD]);
+    assert_eq!((today.tier, today.exit_code()), (Tier::Kmod, 10));
+    assert!(today.notes.iter().any(|n| n.contains("builds strata's kernel module")), "{:#?}", today.notes);
+    assert_eq!(today.fallbacks, vec![Tier::PerfEvent]);
+
+    // Without a compiler, the module cannot be built on the node: perf-event, and why.
+    let mut facts = fixture("ubuntu16.04-4.4.json");
+    facts.toolchain.gcc = None;
+    let p = plan(&facts, &BuiltTiers::current());
+    assert_eq!(p.tier, Tier::PerfEvent);
+    assert_rejected_for(&p, Tier::Kmod, &["gcc not found on PATH", "apt-get install gcc make", "strata kmod build"]);
+    // A module built ahead of time (an init container, or `strata kmod build`) needs neither.
+    facts.toolchain.kernel_headers = None;
+    facts.kmod_built =
+        Some(BtfHint { available: true, path: Some("/var/cache/strata/kmod/x.ko".into()), ..Default::default() });
+    assert_eq!(plan(&facts, &BuiltTiers::current()).tier, Tier::Kmod);
+    // A build that failed says why.
+    facts.kmod_built = Some(BtfHint { error: Some("strata_kmod.c:1: error: boom".into()), ..Default::default() });
+    let p = plan(&facts, &BuiltTiers::current());
+    assert_rejected_for(&p, Tier::Kmod, &["building the module failed: strata_kmod.c:1: error: boom"]);
 }
 
 /// The fleet's eBPF kernels without BTF: each runs the CO-RE probes with an archived BTF, over a

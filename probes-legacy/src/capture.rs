@@ -1,9 +1,12 @@
 //! The perf-event tier: syscall tracepoints through perf_event_open, no BPF at all.
 //!
 //! A reader thread polls every CPU's ring, orders the samples of one pass by time (an enter and its
-//! exit may land on different CPUs), runs them through the [`Tracker`] at once (the sooner the
-//! payload is read, the likelier it is still what moved), and hands batches of events to the async
-//! side over a bounded channel. When that channel is full the thread waits and the kernel's rings
+//! exit may land on different CPUs), reads the pass's payloads ahead, then runs the samples through
+//! the [`Tracker`] (the sooner the payload is read, the likelier it is still what moved: resolving
+//! a new socket can take a sock_diag dump where the kernel has no pidfd_getfd), and hands batches
+//! of events to the async side over a bounded channel. How payloads are read and sockets resolved
+//! is asked of the kernel at start ([`LiveHost::probe`]): older kernels get the fallbacks, named in
+//! [`PerfEventCapture::access`]. When the channel is full the thread waits and the kernel's rings
 //! overrun: those drops come back as PERF_RECORD_LOST and are reported as `perf_ring` loss.
 
 use std::collections::HashMap;
@@ -20,9 +23,10 @@ use strata_event::{Event, LossSource, Syscall};
 use tokio::sync::mpsc;
 
 use crate::format::{read_int, Field, Format};
-use crate::memory;
+use crate::memory::{self, Gathered, Memory};
 use crate::perf::{self, Record, Ring};
 use crate::procfs::{FdLookup, Procfs, SocketInfo};
+use crate::sockets::Sockets;
 use crate::tracker::{Host, Point, Sample, Tracker};
 
 /// The syscalls traced, as (tracefs name, syscall). Each has a sys_enter_ and a sys_exit_ point.
@@ -125,6 +129,8 @@ enum PointKind {
 }
 
 pub struct PerfEventCapture {
+    /// How payloads are read and sockets resolved here (the fallbacks this kernel needed).
+    pub access: String,
     rx: mpsc::Receiver<Vec<Event>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -236,13 +242,25 @@ impl PerfEventCapture {
             rings.extend(owner);
         }
 
+        let host = LiveHost::probe();
+        let access = host.describe();
+        if host.memory.access() != memory::Access::VmReadv || host.sockets.method() != crate::sockets::Method::Pidfd {
+            log::info!("perf-event on this kernel: {access}");
+        }
+        if host.memory.access() == memory::Access::Unavailable {
+            log::warn!(
+                "perf-event: no process memory can be read ({}): data events carry byte counts only, and each is \
+                 counted as perf_payload_unreadable loss",
+                host.memory.why.as_deref().unwrap_or("?")
+            );
+        }
         let (tx, rx) = mpsc::channel(256);
         let stop = Arc::new(AtomicBool::new(false));
         let reader = Reader {
             rings,
             redirected: others,
             kinds,
-            tracker: Tracker::new(LiveHost::default(), cfg.capture_bytes as usize),
+            tracker: Tracker::new(host, cfg.capture_bytes as usize),
             self_pid: std::process::id(),
             realtime: cfg.realtime,
             lost_ring: 0,
@@ -253,7 +271,7 @@ impl PerfEventCapture {
             .name("strata-perf".into())
             .spawn(move || reader.run(tx, stop2))
             .expect("spawn the perf reader thread");
-        Ok(PerfEventCapture { rx, stop, thread: Some(thread), undelivered: vec![] })
+        Ok(PerfEventCapture { access, rx, stop, thread: Some(thread), undelivered: vec![] })
     }
 
     /// Waits for the next batch of events and appends it (at most `max` is a hint: whole batches).
@@ -387,9 +405,11 @@ impl Reader {
             }
             let mut out = vec![];
             samples.sort_by_key(|s| s.time);
+            self.tracker.prefetch(&samples);
             for s in samples.drain(..) {
                 self.tracker.on_sample(s, &mut out);
             }
+            self.tracker.end_pass();
             if stopping || last_loss.elapsed() >= LOSS_REPORT_EVERY {
                 last_loss = Instant::now();
                 out.extend(self.losses());
@@ -462,22 +482,49 @@ impl Reader {
             out.push(mk(LossSource::PerfPending, pending));
             self.reported_pending = self.tracker.pending_overflow;
         }
-        if self.tracker.unresolved > 0 {
-            out.push(mk(LossSource::PerfUnresolved, self.tracker.unresolved));
-            self.tracker.unresolved = 0;
-        }
+        // Losses of a process are its own loss events (as the CO-RE tiers attribute theirs).
+        let of = |source, pid, count| {
+            let mut ev = Event::loss(now, source, count);
+            ev.pid = pid;
+            ev
+        };
+        out.extend(self.tracker.unresolved.take().into_iter().map(|(pid, n)| of(LossSource::PerfUnresolved, pid, n)));
         if self.tracker.unreadable_messages > 0 {
             out.push(mk(LossSource::PerfUnreadable, self.tracker.unreadable_messages));
             self.tracker.unreadable_messages = 0;
         }
+        out.extend(
+            self.tracker
+                .unreadable_payloads
+                .take()
+                .into_iter()
+                .map(|(pid, n)| of(LossSource::PerfPayloadUnreadable, pid, n)),
+        );
         out
     }
 }
 
-/// The live [`Host`]: /proc and process_vm_readv.
-#[derive(Default)]
+/// The live [`Host`]: /proc, sockets asked of the kernel, process memory.
 pub struct LiveHost {
     procfs: Procfs,
+    sockets: Sockets,
+    memory: Memory,
+}
+
+impl LiveHost {
+    /// Asks the kernel which ways of reading memory and resolving sockets work here.
+    pub fn probe() -> LiveHost {
+        LiveHost { procfs: Procfs::default(), sockets: Sockets::probe(Procfs::default()), memory: Memory::probe() }
+    }
+
+    /// How payloads are read and sockets resolved, and why not better.
+    pub fn describe(&self) -> String {
+        let memory = match &self.memory.why {
+            Some(why) => format!("{} ({why})", self.memory.access().describe()),
+            None => self.memory.access().describe().to_string(),
+        };
+        format!("{}; {memory}", self.sockets.describe())
+    }
 }
 
 impl Host for LiveHost {
@@ -485,25 +532,25 @@ impl Host for LiveHost {
         self.procfs.fd(pid, fd)
     }
     fn socket_info(&mut self, pid: u32, fd: i32, inode: u64) -> Option<SocketInfo> {
-        crate::procfs::socket_info_via_pidfd(pid, fd, inode).or_else(|| self.procfs.socket_info(pid, inode))
+        self.sockets.info(pid, fd, inode)
     }
     fn read(&mut self, pid: u32, addr: u64, len: usize) -> Vec<u8> {
-        memory::read(pid, addr, len)
+        self.memory.read(pid, addr, len)
     }
-    fn read_iovecs(&mut self, pid: u32, iov: u64, count: u64, budget: usize) -> Vec<u8> {
-        memory::read_iovecs(pid, iov, count, budget, strata_event::wire::MAX_IOV as usize)
+    fn read_iovecs(&mut self, pid: u32, iov: u64, count: u64, budget: usize) -> Gathered {
+        self.memory.read_iovecs(pid, iov, count, budget, strata_event::wire::MAX_IOV as usize)
     }
     fn iov_total(&mut self, pid: u32, iov: u64, count: u64) -> Option<u64> {
-        memory::iov_total(pid, iov, count, strata_event::wire::MAX_IOV as usize)
+        self.memory.iov_total(pid, iov, count, strata_event::wire::MAX_IOV as usize)
     }
     fn read_msghdr(&mut self, pid: u32, addr: u64) -> Option<memory::MsgHdr> {
-        memory::read_msghdr(pid, addr)
+        self.memory.read_msghdr(pid, addr)
     }
     fn read_sockaddr(&mut self, pid: u32, addr: u64) -> Option<SocketAddr> {
         if addr == 0 {
             return None;
         }
-        memory::read_sockaddr(pid, addr)
+        self.memory.read_sockaddr(pid, addr)
     }
     fn alive(&mut self, pid: u32) -> bool {
         self.procfs.alive(pid)

@@ -8,4 +8,6 @@ pub mod format;
 pub mod memory;
 pub mod perf;
 pub mod procfs;
+pub mod sockdiag;
+pub mod sockets;
 pub mod tracker;

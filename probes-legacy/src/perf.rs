@@ -71,22 +71,34 @@ pub fn open_tracepoint(id: u32, cpu: u32, wakeup_bytes: u32) -> io::Result<Owned
         attr.flags |= FLAG_WATERMARK;
         attr.wakeup = wakeup_bytes;
     }
-    // SAFETY: attr is a valid perf_event_attr of the size it declares.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_perf_event_open,
-            &attr as *const PerfEventAttr,
-            -1 as libc::pid_t,
-            cpu as libc::c_int,
-            -1 as libc::c_int,
-            PERF_FLAG_FD_CLOEXEC,
-        )
+    let open = |flags: libc::c_ulong| {
+        // SAFETY: attr is a valid perf_event_attr of the size it declares.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_perf_event_open,
+                &attr as *const PerfEventAttr,
+                -1 as libc::pid_t,
+                cpu as libc::c_int,
+                -1 as libc::c_int,
+                flags,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
     };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+    match open(PERF_FLAG_FD_CLOEXEC) {
+        // Kernels before 3.14 know no PERF_FLAG_FD_CLOEXEC: open without it, then mark the fd.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let fd = open(0).map_err(|_| e)?;
+            // SAFETY: fcntl on an fd we own.
+            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+            Ok(fd)
+        }
+        other => other,
     }
-    // SAFETY: a fresh fd we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 pub fn redirect_output(fd: &OwnedFd, ring_owner: &OwnedFd) -> io::Result<()> {

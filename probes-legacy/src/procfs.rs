@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use strata_event::Transport;
 
+use crate::sockdiag::Kind;
+
 /// The inode of `socket:[N]`, the target of a socket's /proc/PID/fd/FD link.
 pub fn socket_inode(link: &str) -> Option<u64> {
     link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
@@ -137,16 +139,43 @@ impl Procfs {
     /// Finds `inode` in the TCP and UDP tables of `pid`'s network namespace. None when it is not an
     /// inet socket (a UNIX socket, say) or has already gone.
     pub fn socket_info(&self, pid: u32, inode: u64) -> Option<SocketInfo> {
-        let net = self.root.join(pid.to_string()).join("net");
-        for (table, transport) in
-            [("tcp", Transport::Tcp), ("tcp6", Transport::Tcp), ("udp", Transport::Udp), ("udp6", Transport::Udp)]
-        {
-            let Ok(text) = std::fs::read_to_string(net.join(table)) else { continue };
-            if let Some(row) = parse_table(&text).into_iter().find(|r| r.inode == inode) {
-                return Some(SocketInfo { transport, local: row.local, remote: row.remote });
+        self.socket_info_in(pid, inode, &Kind::ALL)
+    }
+
+    /// Finds `inode` in the tables of these kinds only (read in the order given).
+    pub fn socket_info_in(&self, pid: u32, inode: u64, kinds: &[Kind]) -> Option<SocketInfo> {
+        for kind in kinds {
+            let Some(rows) = self.table(pid, *kind) else { continue };
+            if let Some(row) = rows.into_iter().find(|r| r.inode == inode) {
+                return Some(SocketInfo { transport: kind.transport, local: row.local, remote: row.remote });
             }
         }
         None
+    }
+
+    /// The table of `kind` sockets of `pid`'s network namespace, None when it cannot be read.
+    pub fn table(&self, pid: u32, kind: Kind) -> Option<Vec<SocketRow>> {
+        let text = std::fs::read_to_string(self.root.join(pid.to_string()).join("net").join(kind.table())).ok()?;
+        Some(parse_table(&text))
+    }
+
+    /// What the kernel calls the protocol of the socket behind `fd` of `pid` (`TCP`, `UDPv6`,
+    /// `UNIX-STREAM`, ...: the `system.sockprotoname` attribute of the socket's inode), when it
+    /// says.
+    pub fn proto_name(&self, pid: u32, fd: i32) -> Option<String> {
+        let path = self.root.join(pid.to_string()).join("fd").join(fd.to_string());
+        let path = std::ffi::CString::new(path.into_os_string().into_encoded_bytes()).ok()?;
+        let mut buf = [0u8; 64];
+        // SAFETY: NUL-terminated strings and a buffer of the length given.
+        let n = unsafe {
+            libc::getxattr(path.as_ptr(), c"system.sockprotoname".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        };
+        if n <= 0 {
+            return None;
+        }
+        let name = &buf[..n as usize];
+        let name = name.split(|&b| b == 0).next().unwrap_or_default();
+        String::from_utf8(name.to_vec()).ok()
     }
 }
 
@@ -225,27 +254,28 @@ mod tests {
     }
 }
 
-/// Asks the socket itself, through a duplicate of the process's fd (pidfd_getfd, Linux 5.6+):
-/// constant time, where the /proc tables cost time in proportion to every socket of the namespace
-/// (TIME_WAIT ones included). None where the kernel lacks pidfd_getfd, or the fd no longer names
-/// `inode`.
-pub fn socket_info_via_pidfd(pid: u32, fd: i32, inode: u64) -> Option<SocketInfo> {
+/// Asks the socket itself, through a duplicate of the process's fd (pidfd_open, Linux 5.3, and
+/// pidfd_getfd, 5.6): constant time, where the /proc tables cost time in proportion to every
+/// socket of the namespace (TIME_WAIT ones included). Err with the error of pidfd_open or
+/// pidfd_getfd (ENOSYS where the kernel lacks them); Ok(None) when the fd no longer names
+/// `inode` or is no TCP/UDP socket.
+pub fn socket_info_via_pidfd(pid: u32, fd: i32, inode: u64) -> std::io::Result<Option<SocketInfo>> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     // SAFETY: raw syscalls whose results are checked; returned fds are owned and closed on drop.
     unsafe {
         let pidfd = libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0);
         if pidfd < 0 {
-            return None;
+            return Err(std::io::Error::last_os_error());
         }
         let pidfd = OwnedFd::from_raw_fd(pidfd as i32);
         let sock = libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0);
         if sock < 0 {
-            return None;
+            return Err(std::io::Error::last_os_error());
         }
         let sock = OwnedFd::from_raw_fd(sock as i32);
         let mut st: libc::stat = std::mem::zeroed();
         if libc::fstat(sock.as_raw_fd(), &mut st) != 0 || st.st_ino != inode {
-            return None;
+            return Ok(None);
         }
         let mut typ: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -257,12 +287,12 @@ pub fn socket_info_via_pidfd(pid: u32, fd: i32, inode: u64) -> Option<SocketInfo
             &mut len,
         ) != 0
         {
-            return None;
+            return Ok(None);
         }
         let transport = match typ {
             libc::SOCK_STREAM => Transport::Tcp,
             libc::SOCK_DGRAM => Transport::Udp,
-            _ => return None,
+            _ => return Ok(None),
         };
         let name = |f: unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int| {
             let mut ss: libc::sockaddr_storage = std::mem::zeroed();
@@ -273,7 +303,7 @@ pub fn socket_info_via_pidfd(pid: u32, fd: i32, inode: u64) -> Option<SocketInfo
             let bytes = std::slice::from_raw_parts((&ss as *const libc::sockaddr_storage).cast::<u8>(), len as usize);
             crate::memory::parse_sockaddr(bytes)
         };
-        let local = name(libc::getsockname)?;
+        let Some(local) = name(libc::getsockname) else { return Ok(None) };
         // An unconnected UDP socket has no peer: ENOTCONN reads as the unspecified address.
         let remote = name(libc::getpeername).unwrap_or_else(|| {
             SocketAddr::new(
@@ -281,7 +311,7 @@ pub fn socket_info_via_pidfd(pid: u32, fd: i32, inode: u64) -> Option<SocketInfo
                 0,
             )
         });
-        Some(SocketInfo { transport, local, remote })
+        Ok(Some(SocketInfo { transport, local, remote }))
     }
 }
 
@@ -296,11 +326,16 @@ mod pidfd_tests {
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let pid = std::process::id();
         let inode = Procfs::default().fd_socket(pid, client.as_raw_fd()).unwrap();
-        let info = socket_info_via_pidfd(pid, client.as_raw_fd(), inode).expect("pidfd_getfd works on 5.6+");
+        let info = socket_info_via_pidfd(pid, client.as_raw_fd(), inode).unwrap().expect("pidfd_getfd works on 5.6+");
         assert_eq!(info.transport, Transport::Tcp);
         assert_eq!(info.local, client.local_addr().unwrap());
         assert_eq!(info.remote, listener.local_addr().unwrap());
         // The wrong inode is refused (the fd was reused meanwhile).
-        assert_eq!(socket_info_via_pidfd(pid, client.as_raw_fd(), inode + 1), None);
+        assert_eq!(socket_info_via_pidfd(pid, client.as_raw_fd(), inode + 1).unwrap(), None);
+        // The same answer from the tables, and the protocol from the socket's inode.
+        assert_eq!(Procfs::default().socket_info(pid, inode), Some(info));
+        assert_eq!(Procfs::default().proto_name(pid, client.as_raw_fd()).as_deref(), Some("TCP"));
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        assert_eq!(Procfs::default().proto_name(pid, file.as_raw_fd()), None, "a file is no socket");
     }
 }

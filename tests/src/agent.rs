@@ -41,6 +41,12 @@ impl Agent {
         Agent::spawn_with(args, env, false)
     }
 
+    /// Starts `strata <args>` with extra environment variables, keeping its standard output (the
+    /// records, with `--output jsonl`).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Agent {
+        Agent::spawn_with(args, env, true)
+    }
+
     /// Starts `strata record --out FILE <extra>`: the events go to a capture file.
     pub fn start_recording(file: &std::path::Path, extra: &[&str]) -> Agent {
         Agent::spawn(&[&["record", "--out", file.to_str().unwrap()], extra].concat(), true)

@@ -397,3 +397,31 @@ fn core_perf_buffer_fd_reused_without_close_is_not_the_old_socket() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     fd_reused_without_close(&CORE_PERF_BUFFER);
 }
+
+/// The CO-RE probes hand every syscall record on to other perf listeners (a BPF program on a
+/// tracepoint that returns 0 hides the record from them): a perf-event reader on the same node,
+/// another tool or strata's own perf-event tier, still sees the traffic while the probes run.
+#[test]
+fn core_probes_leave_the_tracepoints_to_other_readers() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let nginx = servers::nginx();
+    let curl_bin = require_tool("curl", "curl");
+    let core = Agent::start(CORE_RING.args);
+    with_retries_for_a_late_tier(|| {
+        let perf = Agent::start(PERF_EVENT.args);
+        let curl = Command::new(&curl_bin)
+            .args(["-sS", "-o", "/dev/null", &format!("http://127.0.0.1:{}/both-readers", nginx.port)])
+            .spawn()
+            .unwrap();
+        let pid = curl.id();
+        assert!(curl.wait_with_output().unwrap().status.success());
+        std::thread::sleep(Duration::from_millis(300));
+        let c = perf.stop();
+        assert!(c.status.success(), "perf-event agent: {}", c.stderr);
+        let sent = data_events(&c, pid, "egress");
+        assert!(!sent.is_empty(), "the perf-event tier saw none of curl's writes while the core probes ran");
+    });
+    let c = core.stop();
+    assert!(c.status.success(), "core agent: {}", c.stderr);
+    assert!(c.of_pid(nginx.pid()).any(|e| e["event"] == "data"), "the core probes saw nginx too");
+}

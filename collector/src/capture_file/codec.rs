@@ -104,7 +104,7 @@ pub fn decode(buf: &[u8], base_offset: usize) -> Result<Option<(Event, usize)>, 
 const MAX_RECORD: usize = 1 << 20;
 
 /// Loss sources by their code in the file: append only, never reorder.
-const LOSS_SOURCES: [LossSource; 13] = [
+const LOSS_SOURCES: [LossSource; 14] = [
     LossSource::KernelOpen,
     LossSource::KernelData,
     LossSource::KernelClose,
@@ -118,6 +118,7 @@ const LOSS_SOURCES: [LossSource; 13] = [
     LossSource::KernelMmsg,
     LossSource::KernelPerfBuffer,
     LossSource::AgentQueue,
+    LossSource::PerfPayloadUnreadable,
 ];
 
 fn syscall_code(s: Syscall) -> u8 {

@@ -23,11 +23,11 @@ impl std::str::FromStr for TierChoice {
         match s {
             "auto" => Ok(TierChoice::Auto),
             name => match name.parse::<Tier>()? {
-                t @ (Tier::Core | Tier::ArchivedBtf | Tier::HostCompiled | Tier::PerfEvent) => {
+                t @ (Tier::Core | Tier::ArchivedBtf | Tier::HostCompiled | Tier::Kmod | Tier::PerfEvent) => {
                     Ok(TierChoice::Forced(t))
                 }
                 t => Err(format!(
-                    "tier {t} is not part of this build (auto, core, archived-btf, host-compiled, perf-event)"
+                    "tier {t} is not part of this build (auto, core, archived-btf, host-compiled, kmod, perf-event)"
                 )),
             },
         }
@@ -54,8 +54,8 @@ pub enum PerfWakeupArg {
 /// How to capture: shared by `run` and `record`.
 #[derive(Debug, clap::Args)]
 pub struct CaptureArgs {
-    /// Capture tier: auto (the best one this node runs), core, archived-btf, host-compiled or
-    /// perf-event.
+    /// Capture tier: auto (the best one this node runs), core, archived-btf, host-compiled, kmod
+    /// or perf-event.
     #[arg(long, value_name = "TIER", default_value = "auto")]
     pub tier: TierChoice,
     /// How the CO-RE tiers' records travel: the ring buffer (5.8+) or the per-CPU perf buffer.

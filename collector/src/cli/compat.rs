@@ -75,6 +75,10 @@ pub fn gather_here(btf: &BtfArgs, look_for_btf: bool) -> Facts {
         if !facts.btf_archive_hint.as_ref().is_some_and(|h| h.available) {
             facts.btf_generated = super::btf::generated_hint(&facts, btf, false);
         }
+        // The module is only worth building where no BPF tier can run.
+        if !plan(&facts, &built_tiers()).tier.is_bpf() {
+            facts.kmod_built = super::kmod::module_hint(&facts, btf);
+        }
     }
     facts
 }

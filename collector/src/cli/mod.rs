@@ -4,6 +4,7 @@
 pub mod args;
 pub mod btf;
 pub mod compat;
+pub mod kmod;
 pub mod replay;
 pub mod run;
 pub mod tiers;

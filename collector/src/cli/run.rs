@@ -59,6 +59,8 @@ pub struct RunArgs {
     pub raw_events: bool,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub metadata: collector::metadata::MetadataArgs,
 }
 
 /// Metrics, spans and logs: where they go and how labels converge.
@@ -180,7 +182,7 @@ pub fn run(args: RunArgs) -> Result<(), RunError> {
             sinks.push(Box::new(Telemetry::start(exports.config, s.clone(), telemetry)?));
             stats = Some(s);
         }
-        Flow::records(Default::default(), sinks, stats.clone())
+        Flow::records(Default::default(), sinks, stats.clone()).with_metadata(args.metadata.start())
     };
     capture(&args.capture, flow, stats)
 }
@@ -313,6 +315,11 @@ fn choose(args: &CaptureArgs) -> Result<Vec<Candidate>, RunError> {
         super::args::TierChoice::Forced(Tier::HostCompiled) => {
             let mut facts = super::compat::gather_here(&args.btf, false);
             facts.btf_generated = super::btf::generated_hint(&facts, &args.btf, true);
+            facts
+        }
+        super::args::TierChoice::Forced(Tier::Kmod) => {
+            let mut facts = super::compat::gather_here(&args.btf, false);
+            facts.kmod_built = super::kmod::module_hint(&facts, &args.btf);
             facts
         }
         _ => super::compat::gather_here(&args.btf, true),

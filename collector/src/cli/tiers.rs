@@ -3,6 +3,8 @@
 //! Detection predicts, loading decides: [`start_first`] falls to the next candidate by itself
 //! when one fails to load, and logs why.
 
+use std::path::PathBuf;
+
 use kernel_compat::{Facts, Plan, Tier, Transport};
 use probes_core::loader::BtfSource;
 use probes_core::objects::Buffer;
@@ -11,6 +13,7 @@ use collector::sources::{CaptureSettings, LiveSource, SourceError, Started};
 
 use super::args::{CaptureArgs, TierChoice, TransportChoice};
 use super::btf::btf_for;
+use super::kmod::module_for;
 
 /// A tier to try, with everything it needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +21,8 @@ pub struct Candidate {
     pub tier: Tier,
     pub btf: Option<BtfSource>,
     pub buffer: Buffer,
+    /// The kernel module the kmod tier loads.
+    pub module: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +53,7 @@ fn buffer(choice: TransportChoice, facts: &Facts, plan: &Plan) -> Buffer {
 /// The candidates, best first.
 pub fn candidates(args: &CaptureArgs, facts: &Facts, plan: &Plan) -> Result<Vec<Candidate>, ChoiceError> {
     let buffer = buffer(args.transport, facts, plan);
-    let with_btf = |tier: Tier| Candidate { tier, btf: btf_for(tier, facts), buffer };
+    let with_btf = |tier: Tier| Candidate { tier, btf: btf_for(tier, facts), buffer, module: module_for(tier, facts) };
     match args.tier {
         TierChoice::Forced(tier) => {
             let c = with_btf(tier);
@@ -62,6 +67,15 @@ pub fn candidates(args: &CaptureArgs, facts: &Facts, plan: &Plan) -> Result<Vec<
                             .into()
                     }
                     (_, None) => "no BTF was looked for".into(),
+                };
+                return Err(ChoiceError::Forced { tier, why });
+            }
+            if tier == Tier::Kmod && c.module.is_none() {
+                let blockers = kernel_compat::plan::blockers(facts, tier);
+                let why = if blockers.is_empty() {
+                    "no module was built for this kernel".into()
+                } else {
+                    blockers.join("; ")
                 };
                 return Err(ChoiceError::Forced { tier, why });
             }
@@ -83,7 +97,7 @@ pub fn candidates(args: &CaptureArgs, facts: &Facts, plan: &Plan) -> Result<Vec<
 pub fn start_first(candidates: &[Candidate], settings: &CaptureSettings) -> Result<(Tier, Started), SourceError> {
     let mut last = None;
     for (i, c) in candidates.iter().enumerate() {
-        match LiveSource::start(c.tier, settings, c.btf.as_ref(), c.buffer) {
+        match LiveSource::start(c.tier, settings, c.btf.as_ref(), c.buffer, c.module.as_deref()) {
             Ok(started) => return Ok((c.tier, started)),
             // A tier that fails to load (a verifier that refuses a program, say) hands over to
             // the next one instead of failing the agent.

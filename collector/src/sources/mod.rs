@@ -3,6 +3,7 @@
 //!
 //! - the CO-RE tiers (core, archived-btf, host-compiled) are one source, probes-core's
 //!   [`Capture`], given the BTF the plan chose and the buffer the kernel has;
+//! - kmod is probes-kmod's [`KmodCapture`], given the module built for this kernel;
 //! - perf-event is probes-legacy's [`PerfEventCapture`];
 //! - [`replay`] reads a capture file.
 
@@ -11,6 +12,7 @@ pub mod replay;
 use kernel_compat::Tier;
 use probes_core::loader::{BtfSource, Capture, CaptureConfig, CaptureError};
 use probes_core::objects::Buffer;
+use probes_kmod::capture::{KmodCapture, KmodConfig, KmodError};
 use probes_legacy::capture::{PerfConfig, PerfError, PerfEventCapture};
 use strata_event::Event;
 
@@ -31,6 +33,7 @@ pub struct CaptureSettings {
 pub enum LiveSource {
     // Boxed: the aya handle is large, and a source is made once per run.
     Bpf(Box<Capture>),
+    Kmod(KmodCapture),
     PerfEvent(PerfEventCapture),
 }
 
@@ -38,6 +41,8 @@ pub enum LiveSource {
 pub enum SourceError {
     #[error(transparent)]
     Bpf(#[from] CaptureError),
+    #[error(transparent)]
+    Kmod(#[from] KmodError),
     #[error(transparent)]
     PerfEvent(#[from] PerfError),
     #[error("tier {0} is not part of this build")]
@@ -49,6 +54,7 @@ impl SourceError {
     pub fn is_environment(&self) -> bool {
         match self {
             SourceError::Bpf(e) => e.is_environment(),
+            SourceError::Kmod(e) => e.is_environment(),
             SourceError::PerfEvent(e) => e.is_environment(),
             SourceError::NotBuilt(_) => true,
         }
@@ -62,12 +68,13 @@ pub struct Started {
 }
 
 impl LiveSource {
-    /// Starts `tier`; CO-RE tiers relocate with `btf` and use `buffer`.
+    /// Starts `tier`; CO-RE tiers relocate with `btf` and use `buffer`; kmod loads `module`.
     pub fn start(
         tier: Tier,
         settings: &CaptureSettings,
         btf: Option<&BtfSource>,
         buffer: Buffer,
+        module: Option<&std::path::Path>,
     ) -> Result<Started, SourceError> {
         match tier {
             t if t.is_bpf() => {
@@ -92,11 +99,23 @@ impl LiveSource {
                 );
                 Ok(Started { source: LiveSource::Bpf(Box::new(capture)), description })
             }
+            Tier::Kmod => {
+                let module = module.ok_or(SourceError::NotBuilt(Tier::Kmod))?;
+                let cfg = KmodConfig {
+                    module: module.to_path_buf(),
+                    capture_bytes: settings.capture_bytes,
+                    ring_bytes: settings.ring_bytes,
+                };
+                let capture = KmodCapture::start(&cfg)?;
+                Ok(Started { source: LiveSource::Kmod(capture), description: KmodCapture::describe(&cfg) })
+            }
             Tier::PerfEvent => {
                 let cfg = PerfConfig { capture_bytes: settings.capture_bytes, ..settings.perf.clone() };
                 let capture = PerfEventCapture::start(&cfg)?;
-                let description =
-                    format!("perf_event_open on syscall tracepoints, no BPF; {} pages per CPU ring", cfg.ring_pages);
+                let description = format!(
+                    "perf_event_open on syscall tracepoints, no BPF; {} pages per CPU ring; {}",
+                    cfg.ring_pages, capture.access
+                );
                 Ok(Started { source: LiveSource::PerfEvent(capture), description })
             }
             other => Err(SourceError::NotBuilt(other)),
@@ -106,6 +125,7 @@ impl LiveSource {
     pub async fn next_batch(&mut self, out: &mut Vec<Event>, max: usize) -> std::io::Result<()> {
         match self {
             LiveSource::Bpf(c) => c.next_batch(out, max).await,
+            LiveSource::Kmod(k) => k.next_batch(out, max).await,
             LiveSource::PerfEvent(p) => p.next_batch(out, max).await,
         }
     }
@@ -114,6 +134,7 @@ impl LiveSource {
     pub fn take_losses(&mut self, now_ns: u64) -> Vec<Event> {
         match self {
             LiveSource::Bpf(c) => c.take_losses(now_ns),
+            LiveSource::Kmod(k) => k.take_losses(now_ns),
             LiveSource::PerfEvent(_) => vec![],
         }
     }
@@ -121,6 +142,7 @@ impl LiveSource {
     pub fn detach(&mut self) {
         match self {
             LiveSource::Bpf(c) => c.detach(),
+            LiveSource::Kmod(k) => k.detach(),
             LiveSource::PerfEvent(p) => p.detach(),
         }
     }
@@ -128,6 +150,7 @@ impl LiveSource {
     pub fn drain(&mut self, out: &mut Vec<Event>) {
         match self {
             LiveSource::Bpf(c) => c.drain(out),
+            LiveSource::Kmod(k) => k.drain(out),
             LiveSource::PerfEvent(p) => p.drain(out),
         }
     }

@@ -86,6 +86,7 @@ pub fn gather(opts: &GatherOptions) -> Facts {
     let kernel = kernel_identity(opts);
     let config = kernel_config(opts, &kernel.release);
     let tracing = tracing_facts(opts, &config);
+    let perf_event = perf_event_facts(opts, tracing.tracefs.as_deref());
     let bpf = if opts.probe_kernel {
         let code = crate::KernelVersion::parse(&kernel.release).map(|v| v.code()).unwrap_or(0);
         kernel_probes::probe_bpf(code)
@@ -104,6 +105,7 @@ pub fn gather(opts: &GatherOptions) -> Facts {
         btf: btf_facts(opts),
         btf_archive_hint: None,
         btf_generated: None,
+        kmod_built: None,
         security: security_facts(opts),
         modules: ModuleFacts {
             modules_disabled: read_text(&opts.proc_root.join("sys/kernel/modules_disabled"))
@@ -115,12 +117,41 @@ pub fn gather(opts: &GatherOptions) -> Facts {
             kernel_headers: find_kernel_headers(opts, &kernel.release),
             clang: find_clang(opts),
             pahole: find_tool(opts, ["pahole".to_string()]),
+            gcc: find_tool(opts, ["gcc".to_string()]),
+            make: find_tool(opts, ["make".to_string()]),
         },
         kernel,
         config,
         bpf,
         tracing,
+        perf_event,
     }
+}
+
+/// The perf-event tier's own requirements: the kernel is asked only with `probe_kernel`.
+fn perf_event_facts(opts: &GatherOptions, tracefs: Option<&str>) -> PerfEventFacts {
+    let filesystems = kernel_probes::tracefs_in(read_text(&opts.proc_root.join("filesystems")).as_deref());
+    if !opts.probe_kernel {
+        let p = Probe::unknown("kernel probes disabled");
+        return PerfEventFacts {
+            tracefs: filesystems,
+            clock_monotonic: p.clone(),
+            fd_cloexec: p.clone(),
+            process_vm_readv: p.clone(),
+            proc_pid_mem: p.clone(),
+            pidfd_open: p.clone(),
+            pidfd_getfd: p.clone(),
+            sock_diag: p,
+        };
+    }
+    let tracepoint = tracefs.map(|m| opts.rebase(m)).and_then(|local| {
+        PERF_PROBE_TRACEPOINTS.iter().find_map(|(category, name)| {
+            let id = read_text(&local.join("events").join(category).join(name).join("id"))
+                .and_then(|t| parse::parse_sysctl_int::<u64>(&t))?;
+            Some((format!("{category}:{name}"), id))
+        })
+    });
+    kernel_probes::probe_perf_event(tracepoint.as_ref().map(|(n, id)| (n.as_str(), *id)), filesystems)
 }
 
 /// Reads a small text file; `None` when missing or unreadable. Lossy UTF-8: one bad byte must

@@ -2,7 +2,7 @@
 //! minimal program of the type, load a program calling the helper, open the perf event. Modelled
 //! on cilium/ebpf's `features` package and libbpf's `libbpf_probe_bpf_*`.
 
-use super::BpfFeatures;
+use super::{BpfFeatures, PerfEventFacts};
 use crate::probe::{errno_name, Probe};
 use crate::syscalls::{self, Insn};
 
@@ -170,5 +170,80 @@ pub fn probe_perf_tracepoint(tracepoint: &str, id: u64) -> Probe {
         Err(errno) => {
             Probe::from_errno(errno, &format!("perf_event_open of tracepoint {tracepoint} (system-wide, raw samples)"))
         }
+    }
+}
+
+/// What the perf-event tier uses besides the bare tracepoint open, each asked by calling it.
+/// `tracepoint` is one tracepoint's name and id (None: tracefs not mounted, nothing to open);
+/// `tracefs` the answer /proc/filesystems gave.
+pub fn probe_perf_event(tracepoint: Option<(&str, u64)>, tracefs: Probe) -> PerfEventFacts {
+    let open_with = |what: &str, how: syscalls::PerfOpen| match tracepoint {
+        None => Probe::unknown("tracefs is not mounted: no tracepoint id to open"),
+        Some((name, id)) => match syscalls::perf_event_open_tracepoint_with(id, how) {
+            Ok(()) => Probe::Supported,
+            Err(errno) => match syscalls::perf_event_open_tracepoint(id) {
+                // The open fails with or without the addition: the addition is not what is refused.
+                Err(base) => {
+                    Probe::unknown(format!("perf_event_open of tracepoint {name} fails itself ({})", errno_name(base)))
+                }
+                Ok(()) => Probe::from_errno(errno, &format!("perf_event_open of tracepoint {name} with {what}")),
+            },
+        },
+    };
+    let sock_diag = {
+        let tcp = syscalls::sock_diag_dump(libc::AF_INET as u8, libc::IPPROTO_TCP as u8);
+        let udp = syscalls::sock_diag_dump(libc::AF_INET as u8, libc::IPPROTO_UDP as u8);
+        match (tcp, udp) {
+            (Ok(_), Ok(_)) => Probe::Supported,
+            (Err(e), _) => Probe::from_errno(e, "a NETLINK_SOCK_DIAG dump of TCP sockets"),
+            (_, Err(e)) => Probe::from_errno(e, "a NETLINK_SOCK_DIAG dump of UDP sockets (udp_diag)"),
+        }
+    };
+    PerfEventFacts {
+        tracefs,
+        clock_monotonic: open_with(
+            "use_clockid (CLOCK_MONOTONIC)",
+            syscalls::PerfOpen { clock_monotonic: true, ..Default::default() },
+        ),
+        fd_cloexec: open_with("PERF_FLAG_FD_CLOEXEC", syscalls::PerfOpen { cloexec: true, ..Default::default() }),
+        process_vm_readv: match syscalls::process_vm_readv_self() {
+            Ok(()) => Probe::Supported,
+            Err(e) => Probe::from_errno(e, "process_vm_readv of the agent's own memory"),
+        },
+        proc_pid_mem: probe_proc_self_mem(),
+        pidfd_open: match syscalls::pidfd_open_self() {
+            Ok(()) => Probe::Supported,
+            Err(e) => Probe::from_errno(e, "pidfd_open of the agent itself"),
+        },
+        pidfd_getfd: match syscalls::pidfd_getfd_bad_pidfd() {
+            libc::EBADF => Probe::Supported,
+            0 => Probe::unknown("pidfd_getfd accepted pidfd -1"),
+            e => Probe::from_errno(e, "pidfd_getfd (with a bad pidfd, which a kernel that has it answers EBADF)"),
+        },
+        sock_diag,
+    }
+}
+
+/// Reads its own memory through /proc/self/mem (no unsafe: pread through std).
+fn probe_proc_self_mem() -> Probe {
+    use std::os::unix::fs::FileExt;
+    let probe = *b"strata";
+    let mut buf = [0u8; 6];
+    match std::fs::File::open("/proc/self/mem").and_then(|f| f.read_exact_at(&mut buf, probe.as_ptr() as u64)) {
+        Ok(()) if buf == probe => Probe::Supported,
+        Ok(()) => Probe::unsupported("/proc/self/mem read back other bytes"),
+        Err(e) => match e.raw_os_error() {
+            Some(errno) => Probe::from_errno(errno, "reading /proc/self/mem"),
+            None => Probe::unsupported(format!("reading /proc/self/mem: {e}")),
+        },
+    }
+}
+
+/// The answer of `/proc/filesystems` about tracefs.
+pub fn tracefs_in(filesystems: Option<&str>) -> Probe {
+    match filesystems {
+        None => Probe::unknown("/proc/filesystems is not readable"),
+        Some(text) if super::parse::parse_filesystems(text).iter().any(|f| f == "tracefs") => Probe::Supported,
+        Some(_) => Probe::unsupported("/proc/filesystems lists no tracefs"),
     }
 }

@@ -51,7 +51,14 @@ pub struct Facts {
     /// an earlier run or an init container), as the collector found it. `None` = not looked up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub btf_generated: Option<BtfHint>,
+    /// Whether strata's kernel module, built for this kernel, is at hand (built now from the
+    /// node's headers, or cached by an earlier run or an init container), as the collector found
+    /// it. The same shape as the BTF hints. `None` = not looked up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kmod_built: Option<BtfHint>,
     pub tracing: TracingFacts,
+    /// What the perf-event tier uses besides perf events on tracepoints.
+    pub perf_event: PerfEventFacts,
     pub security: SecurityFacts,
     pub modules: ModuleFacts,
     pub toolchain: Toolchain,
@@ -207,6 +214,31 @@ pub struct TracingFacts {
     pub perf_event_paranoid: Option<i32>,
 }
 
+/// What the perf-event tier uses besides perf events on tracepoints, each asked of the kernel by
+/// calling it (ENOSYS: the kernel predates it). [`crate::features::PERF_EVENT_REQUIREMENTS`]
+/// gives the kernel version that brought each and what the tier does without it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PerfEventFacts {
+    /// tracefs in `/proc/filesystems` (4.1; before, the tracing directory of debugfs).
+    pub tracefs: Probe,
+    /// perf_event_open of a tracepoint with `use_clockid` and CLOCK_MONOTONIC (4.1).
+    pub clock_monotonic: Probe,
+    /// perf_event_open with PERF_FLAG_FD_CLOEXEC (3.14).
+    pub fd_cloexec: Probe,
+    /// process_vm_readv of the agent's own memory (3.2, CONFIG_CROSS_MEMORY_ATTACH).
+    pub process_vm_readv: Probe,
+    /// pread of `/proc/self/mem` (readable without ptrace-stopping the process since 2.6.39).
+    pub proc_pid_mem: Probe,
+    /// pidfd_open of the agent itself (5.3).
+    pub pidfd_open: Probe,
+    /// pidfd_getfd (5.6): EBADF for a bad pidfd means present.
+    pub pidfd_getfd: Probe,
+    /// NETLINK_SOCK_DIAG dumps of TCP and UDP sockets (3.3; CONFIG_INET_DIAG,
+    /// CONFIG_INET_TCP_DIAG, CONFIG_INET_UDP_DIAG).
+    pub sock_diag: Probe,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TracepointFact {
     pub category: String,
@@ -264,4 +296,9 @@ pub struct Toolchain {
     /// pahole (dwarves) on `PATH`: turns the compiler's DWARF into BTF.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pahole: Option<String>,
+    /// gcc and make on `PATH`: what kbuild builds the kernel module with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gcc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub make: Option<String>,
 }

@@ -37,6 +37,10 @@ pub const RELEVANT_CONFIG_OPTIONS: &[&str] = &[
     "SECURITY_LOCKDOWN_LSM_EARLY",
     "LOCK_DOWN_KERNEL_FORCE_INTEGRITY",
     "LOCK_DOWN_KERNEL_FORCE_CONFIDENTIALITY",
+    "CROSS_MEMORY_ATTACH",
+    "INET_DIAG",
+    "INET_TCP_DIAG",
+    "INET_UDP_DIAG",
 ];
 
 /// Upper bound on a decompressed `/proc/config.gz`: real configs are 100-300 KB; the bound keeps
@@ -260,6 +264,11 @@ pub fn parse_btf_header(blob: &[u8]) -> Result<BtfHeader, String> {
 /// Mount points where tracefs can be reached, in the order to try them, from `/proc/mounts`:
 /// tracefs mounts first (4.1+), then `<debugfs>/tracing` (older kernels, where tracing lives in
 /// debugfs). Octal escapes (`\040` for a space) are decoded.
+/// The filesystem types of `/proc/filesystems` (`nodev\ttracefs` lines give `tracefs`).
+pub fn parse_filesystems(text: &str) -> Vec<String> {
+    text.lines().filter_map(|l| l.split_whitespace().last()).map(str::to_string).collect()
+}
+
 pub fn tracefs_candidates(mounts: &str) -> Vec<String> {
     let mut tracefs = Vec::new();
     let mut debugfs = Vec::new();
@@ -305,6 +314,13 @@ fn unescape_mount_path(escaped: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filesystems() {
+        let text = "nodev\tsysfs\nnodev\ttracefs\n\text4\nnodev\tbpf\n\n";
+        assert_eq!(parse_filesystems(text), ["sysfs", "tracefs", "ext4", "bpf"]);
+        assert!(parse_filesystems("").is_empty());
+    }
 
     #[test]
     fn keeps_relevant_config_options() {
