@@ -104,7 +104,7 @@ pub fn dump_request(kind: Kind, seq: u32) -> Vec<u8> {
     b.extend_from_slice(&seq.to_ne_bytes());
     b.extend_from_slice(&0u32.to_ne_bytes());
     b.extend_from_slice(&[kind.family(), kind.protocol(), 0, 0]);
-    b.extend_from_slice(&(u32::MAX & !FDLESS_STATES).to_ne_bytes());
+    b.extend_from_slice(&(!FDLESS_STATES).to_ne_bytes());
     b.resize(len as usize, 0);
     b
 }
