@@ -390,6 +390,8 @@ static struct conn *conn_get(u32 tgid, u64 sock_id)
 		hash_del(&c->node);
 		list_del(&c->lru);
 		nconns--;
+		/* Its totals go with it: its close record will never be written. */
+		count_lost(STRATA_LOST_CLOSE);
 	} else {
 		c = kmalloc(sizeof(*c), GFP_ATOMIC);
 		if (!c)
@@ -604,14 +606,13 @@ static void on_mmsg(struct pt_regs *regs, long ret, u32 syscall, u8 direction)
 	preempt_disable();
 	for (i = 0; i < ret && i < MAX_MMSG; i++) {
 		struct user_mmsghdr64 m;
-		if (copy_user(&m, ARG1(regs) + i * sizeof(m), sizeof(m)) != sizeof(m)) {
-			ring_ctl(smp_processor_id())->lost[STRATA_LOST_MMSG] += ret - i;
+		if (copy_user(&m, ARG1(regs) + i * sizeof(m), sizeof(m)) != sizeof(m))
 			break;
-		}
 		emit_data(sock, fd, syscall, direction, m.len, SHAPE_MSGHDR, 0, 0, m.hdr.name, &m.hdr);
 	}
-	if (ret > MAX_MMSG)
-		ring_ctl(smp_processor_id())->lost[STRATA_LOST_MMSG] += ret - MAX_MMSG;
+	/* Messages not written: those past MAX_MMSG, or from the one whose header could not be read. */
+	if (ret > i)
+		ring_ctl(smp_processor_id())->lost[STRATA_LOST_MMSG] += ret - i;
 	preempt_enable();
 	sockfd_put(sock);
 }

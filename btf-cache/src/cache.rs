@@ -52,6 +52,14 @@ impl Cache {
         &self.dir
     }
 
+    /// A private scratch directory (mode 0700, unpredictable name) beside the entries, removed
+    /// when dropped. Builds run in it as root, so it is never a guessable path in a shared /tmp;
+    /// and in a pod the cache is the one writable place (the root filesystem is read-only).
+    pub fn scratch(&self, prefix: &str) -> std::io::Result<tempfile::TempDir> {
+        std::fs::create_dir_all(&self.dir)?;
+        tempfile::Builder::new().prefix(prefix).tempdir_in(&self.dir)
+    }
+
     fn paths(&self, key: &str) -> (PathBuf, PathBuf) {
         let file = self.dir.join(key);
         let mut sidecar = file.clone().into_os_string();

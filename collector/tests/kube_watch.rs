@@ -81,6 +81,12 @@ fn lists_watches_and_lists_again_after_410_gone() {
     assert_eq!(added.pod(DB).unwrap().owners, [("k8s.statefulset.name", "db".into())]);
     server.send(fixture_line("watch-modified-web.json"));
     until(&index, "MODIFIED web (label version=v2)", |i| label(i, WEB, "version") == Some("v2"));
+    // A finished pod keeps its IP in its status, but the address is free for another pod: the
+    // pod stays known, its IP no longer names it.
+    let report_ip = "10.244.1.9".parse().unwrap();
+    assert_eq!(listed.pod_by_ip(report_ip).unwrap().uid.as_ref(), REPORT, "running, the IP is the Job pod's");
+    server.send(fixture_line("watch-deleted-report.json").replace("\"DELETED\"", "\"MODIFIED\""));
+    until(&index, "MODIFIED report (Succeeded)", |i| i.pod(REPORT).is_some() && i.pod_by_ip(report_ip).is_none());
     server.send(fixture_line("watch-deleted-report.json"));
     let deleted = until(&index, "DELETED report", |i| i.pod(REPORT).is_none());
     assert_eq!(deleted.len(), 3);

@@ -105,6 +105,13 @@ def check_tier(name, docs, f):
     f.check(("/sys/kernel/btf" in mounts) == (name not in OLD_KERNELS), f"{name}: /sys/kernel/btf only where kernels have it")
     if "/sys/kernel/btf" in mounts:
         f.check(mounts["/sys/kernel/btf"].get("readOnly") is True, f"{name}: /sys/kernel/btf read-only")
+    # What the agent writes besides the cache, with a read-only root: the compilers' /tmp where it
+    # builds (a BTF, a module), the module's device node under /run/strata.
+    scratch = {"/tmp"} if name in NODE_TOOLS else set()
+    if name == "kmod":
+        scratch.add("/run/strata")
+    for path in sorted(scratch):
+        f.check(path in mounts and "emptyDir" in volumes.get(mounts[path]["name"], {}) and not mounts[path].get("readOnly"), f"{name}: a writable emptyDir at {path}")
     cache = mounts.get("/var/cache/strata")
     f.check(cache is not None and not cache.get("readOnly") and volumes[cache["name"]]["hostPath"]["path"] == "/var/cache/strata", f"{name}: the host's cache, writable")
     f.check(agent.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz", f"{name}: liveness on /healthz")

@@ -13,6 +13,10 @@ pub struct RecordBatch {
 }
 
 impl RecordBatch {
+    /// A reader's first allocation per batch (it grows for bigger ones): the batch's events keep
+    /// the buffer alive, so each batch has its own.
+    pub const FIRST_BYTES: usize = 256 << 10;
+
     pub fn with_capacity(bytes: usize) -> RecordBatch {
         RecordBatch { arena: BytesMut::with_capacity(bytes), ends: Vec::new() }
     }

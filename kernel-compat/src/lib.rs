@@ -14,7 +14,8 @@ pub mod features;
 pub mod plan;
 pub mod probe;
 pub mod report;
-mod syscalls;
+/// The raw calls the probes make; the perf-event tier makes the same ones to choose its ways.
+pub mod syscalls;
 pub mod version;
 
 pub use facts::{gather, Facts, GatherOptions};

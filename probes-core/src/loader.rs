@@ -120,9 +120,6 @@ struct LostKey(wire::LostKey);
 // SAFETY: as above.
 unsafe impl aya::Pod for LostKey {}
 
-/// The batch buffer's first allocation; it grows for bigger batches.
-const BATCH_BYTES: usize = 256 << 10;
-
 enum Reader {
     Ring(AsyncFd<RingBuf<MapData>>),
     Perf(PerfReader),
@@ -267,7 +264,7 @@ impl Capture {
     /// Records are copied out of the kernel's buffer once, into one batch buffer, and decoded as
     /// slices of it: no allocation per event.
     pub async fn next_batch(&mut self, out: &mut Vec<Event>, max: usize) -> std::io::Result<()> {
-        let mut batch = RecordBatch::with_capacity(BATCH_BYTES);
+        let mut batch = RecordBatch::with_capacity(RecordBatch::FIRST_BYTES);
         match &mut self.reader {
             Reader::Ring(ring) => match tokio::time::timeout(POLL_EVERY, ring.readable_mut()).await {
                 Ok(guard) => {
@@ -305,7 +302,7 @@ impl Capture {
 
     /// Appends every record the buffers hold now, without waiting.
     pub fn drain(&mut self, out: &mut Vec<Event>) {
-        let mut batch = RecordBatch::with_capacity(BATCH_BYTES);
+        let mut batch = RecordBatch::with_capacity(RecordBatch::FIRST_BYTES);
         match &mut self.reader {
             Reader::Ring(ring) => {
                 let ring = ring.get_mut();

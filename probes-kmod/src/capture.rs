@@ -96,7 +96,9 @@ impl KmodCapture {
                 Err(e) => return Err(e.into()),
             }
         }
-        let ncpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        // The module gives every possible CPU a ring (nr_cpu_ids), whatever this process's CPU
+        // quota: divide by those, or a pod limited to one CPU on a 64-CPU node maps 64 full rings.
+        let ncpus = possible_cpus().unwrap_or(1);
         let per_cpu = (cfg.ring_bytes / ncpus).clamp(MIN_RING, MAX_RING);
         module::load(&cfg.module, &format!("ring_kib={}", per_cpu / 1024))?;
         Self::open(cfg).inspect_err(|_| {
@@ -141,7 +143,7 @@ impl KmodCapture {
             let mut guard = guard?;
             guard.clear_ready();
         }
-        let mut batch = RecordBatch::with_capacity(1 << 20);
+        let mut batch = RecordBatch::with_capacity(RecordBatch::FIRST_BYTES);
         self.read(&mut batch, max);
         self.decode(batch, out);
         Ok(())
@@ -149,7 +151,7 @@ impl KmodCapture {
 
     /// Appends every record the rings hold now.
     pub fn drain(&mut self, out: &mut Vec<Event>) {
-        let mut batch = RecordBatch::with_capacity(1 << 20);
+        let mut batch = RecordBatch::with_capacity(RecordBatch::FIRST_BYTES);
         self.read(&mut batch, usize::MAX);
         self.decode(batch, out);
     }
@@ -244,5 +246,36 @@ impl Drop for UnloadOnDrop {
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
         }
+    }
+}
+
+/// How many CPUs the kernel may ever bring up: `/sys/devices/system/cpu/possible`'s highest + 1
+/// (the module sizes by `nr_cpu_ids`, which is the same number).
+fn possible_cpus() -> Option<u32> {
+    parse_cpu_list(&std::fs::read_to_string("/sys/devices/system/cpu/possible").ok()?)
+}
+
+/// "0-63", "0,2-5" → the highest CPU + 1.
+fn parse_cpu_list(list: &str) -> Option<u32> {
+    let last = list.trim().split(',').filter_map(|r| r.rsplit('-').next()?.trim().parse::<u32>().ok()).max()?;
+    Some(last + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_give_the_highest_cpu_plus_one() {
+        assert_eq!(parse_cpu_list("0-63\n"), Some(64));
+        assert_eq!(parse_cpu_list("0"), Some(1));
+        assert_eq!(parse_cpu_list("0,2-5"), Some(6));
+        assert_eq!(parse_cpu_list(""), None);
+    }
+
+    #[test]
+    fn this_kernel_has_at_least_as_many_possible_cpus_as_usable_ones() {
+        let usable = std::thread::available_parallelism().unwrap().get() as u32;
+        assert!(possible_cpus().unwrap() >= usable);
     }
 }

@@ -126,21 +126,31 @@ pub fn build(req: &BuildRequest) -> Result<Cached, BuildError> {
             hint: format!("Debian/Ubuntu: linux-headers-{r}; RHEL/Fedora: kernel-devel-{r}", r = req.release),
         })?,
     };
-    for (tool, hint) in
-        [("make", "apt-get install make (or the node image's build tools)"), ("gcc", "apt-get install gcc")]
-    {
-        if !on_path(tool) {
-            return Err(BuildError::NoTool { tool, hint });
-        }
+    if !on_path("make") {
+        return Err(BuildError::NoTool {
+            tool: "make",
+            hint: "apt-get install make (or the node image's build tools)",
+        });
     }
-    let work = scratch_dir()?;
-    let result = compile(&kdir, &work, req.timeout, req.cc).and_then(|ko| {
+    // The compiler asked for (a path, or a name on PATH), else the kernel's own: gcc.
+    let compiler = req.cc.unwrap_or("gcc");
+    let found = if compiler.contains('/') { Path::new(compiler).is_file() } else { on_path(compiler) };
+    if !found {
+        return Err(BuildError::NoTool {
+            tool: if req.cc.is_some() { "the compiler given" } else { "gcc" },
+            hint: "apt-get install gcc",
+        });
+    }
+    let cache = cache(req.cache_root);
+    let scratch = cache
+        .scratch(".build-")
+        .map_err(|e| BuildError::Io(format!("a scratch directory in {}: {e}", cache.dir().display())))?;
+    let work = scratch.path();
+    let result = compile(&kdir, work, req.timeout, req.cc, cache.dir()).and_then(|ko| {
         let bytes = std::fs::read(&ko).map_err(|e| BuildError::Io(format!("reading {}: {e}", ko.display())))?;
         let origin = format!("built against {}", kdir.display());
-        cache(req.cache_root)
-            .store(&cache_key(req.release), &bytes, &origin, |_| check_release(&bytes, req.release, &kdir))?
+        cache.store(&cache_key(req.release), &bytes, &origin, |_| check_release(&bytes, req.release, &kdir))?
     });
-    let _ = std::fs::remove_dir_all(&work);
     result
 }
 
@@ -153,7 +163,13 @@ pub fn check_release(ko: &[u8], release: &str, kdir: &Path) -> Result<(), BuildE
     Ok(())
 }
 
-fn compile(kdir: &Path, work: &Path, timeout: Duration, cc: Option<&str>) -> Result<PathBuf, BuildError> {
+fn compile(
+    kdir: &Path,
+    work: &Path,
+    timeout: Duration,
+    cc: Option<&str>,
+    keep_log_in: &Path,
+) -> Result<PathBuf, BuildError> {
     source::write_to(work)
         .map_err(|e| BuildError::Io(format!("writing the module sources to {}: {e}", work.display())))?;
     let log_path = work.join("build.log");
@@ -166,6 +182,8 @@ fn compile(kdir: &Path, work: &Path, timeout: Duration, cc: Option<&str>) -> Res
     }
     let mut child = make
         .arg("modules")
+        // The compiler's temporary files stay in the private scratch directory too.
+        .env("TMPDIR", work)
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| BuildError::Io(e.to_string()))?)
         .stderr(log)
@@ -188,7 +206,7 @@ fn compile(kdir: &Path, work: &Path, timeout: Duration, cc: Option<&str>) -> Res
     if !status.success() || !ko.is_file() {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
         // Keep the log where the operator can read it: the scratch directory goes.
-        let kept = std::env::temp_dir().join(format!("strata-kmod-build-{}.log", std::process::id()));
+        let kept = keep_log_in.join("last-build.log");
         let _ = std::fs::write(&kept, &text);
         return Err(BuildError::Failed {
             kdir: kdir.display().to_string(),
@@ -201,13 +219,6 @@ fn compile(kdir: &Path, work: &Path, timeout: Duration, cc: Option<&str>) -> Res
 
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
-
-fn scratch_dir() -> Result<PathBuf, BuildError> {
-    let dir = std::env::temp_dir().join(format!("strata-kmod-{}-{}", std::process::id(), source::source_hash()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| BuildError::Io(format!("creating {}: {e}", dir.display())))?;
-    Ok(dir)
 }
 
 #[cfg(test)]

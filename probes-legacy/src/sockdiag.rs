@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use strata_event::Transport;
 
@@ -186,15 +187,19 @@ fn parse_msg(m: &[u8]) -> Option<DiagSocket> {
 /// NETLINK_SOCK_DIAG sockets, one per network namespace asked about.
 pub struct SockDiag {
     own_netns: u64,
-    sockets: HashMap<u64, OwnedFd>,
+    /// Each namespace's socket and when it was last asked.
+    sockets: HashMap<u64, (OwnedFd, Instant)>,
     seq: u32,
     buf: Vec<u8>,
     /// Kinds the kernel refused to dump (udp_diag missing, say): asked of /proc/PID/net instead.
     refused: Vec<Kind>,
 }
 
-/// Network namespaces whose netlink socket is kept; beyond, the oldest are dropped all at once.
+/// Network namespaces whose netlink socket is kept; beyond, all but this process's are dropped.
 const MAX_NAMESPACES: usize = 256;
+/// A socket holds its namespace alive: one not asked for this long (a deleted pod's, most
+/// likely) is closed when another namespace is opened.
+const NAMESPACE_IDLE: Duration = Duration::from_secs(60);
 
 impl SockDiag {
     /// Opens the netlink socket of this process's namespace and dumps TCP over IPv4 once: Err
@@ -202,7 +207,7 @@ impl SockDiag {
     pub fn open() -> io::Result<SockDiag> {
         let own_netns = netns_of("self").ok_or_else(|| io::Error::other("/proc/self/ns/net is not readable"))?;
         let mut d = SockDiag { own_netns, sockets: HashMap::new(), seq: 0, buf: vec![0u8; 64 * 1024], refused: vec![] };
-        d.sockets.insert(own_netns, netlink_socket()?);
+        d.sockets.insert(own_netns, (netlink_socket()?, Instant::now()));
         d.dump(own_netns, Kind::ALL[0], |_| {})?;
         Ok(d)
     }
@@ -220,14 +225,17 @@ impl SockDiag {
     /// Every socket of kind `kind` in network namespace `netns` (the namespace of `pid`), each
     /// handed to `each`. Err when the namespace or the dump could not be had.
     pub fn sockets(&mut self, pid: u32, netns: u64, kind: Kind, each: impl FnMut(&DiagSocket)) -> io::Result<()> {
-        if !self.sockets.contains_key(&netns) {
+        let now = Instant::now();
+        if let Some((_, used)) = self.sockets.get_mut(&netns) {
+            *used = now;
+        } else {
+            let own = self.own_netns;
+            self.sockets.retain(|&ns, (_, used)| ns == own || now.duration_since(*used) < NAMESPACE_IDLE);
             if self.sockets.len() >= MAX_NAMESPACES {
-                let own = self.sockets.remove(&self.own_netns);
-                self.sockets.clear();
-                self.sockets.extend(own.map(|s| (self.own_netns, s)));
+                self.sockets.retain(|&ns, _| ns == own);
             }
             let s = netlink_socket_in(pid)?;
-            self.sockets.insert(netns, s);
+            self.sockets.insert(netns, (s, now));
         }
         self.dump(netns, kind, each).inspect_err(|e| {
             if e.raw_os_error().is_some_and(|n| n == libc::ENOENT || n == libc::EOPNOTSUPP) {
@@ -254,7 +262,7 @@ impl SockDiag {
     fn dump(&mut self, netns: u64, kind: Kind, mut each: impl FnMut(&DiagSocket)) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        let fd = self.sockets[&netns].as_raw_fd();
+        let fd = self.sockets[&netns].0.as_raw_fd();
         let req = dump_request(kind, seq);
         // SAFETY: sending our own buffer on a netlink socket we own (to the kernel: no address).
         let n = unsafe { libc::send(fd, req.as_ptr().cast(), req.len(), 0) };

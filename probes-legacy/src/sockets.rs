@@ -184,21 +184,14 @@ const MAX_CONNECTED: usize = 65536;
 
 /// pidfd_open of this process, then pidfd_getfd with a bad pidfd: EBADF means it exists.
 fn probe_pidfd() -> Result<(), String> {
-    // SAFETY: raw syscalls whose results are checked; the pidfd is closed right away.
-    unsafe {
-        let pidfd = libc::syscall(libc::SYS_pidfd_open, std::process::id() as libc::c_int, 0);
-        if pidfd < 0 {
-            return Err(format!("pidfd_open: {}", why(io::Error::last_os_error(), "5.3")));
-        }
-        libc::close(pidfd as i32);
-        if libc::syscall(libc::SYS_pidfd_getfd, -1, 0, 0) < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EBADF) {
-                return Err(format!("pidfd_getfd: {}", why(e, "5.6")));
-            }
-        }
+    // The same calls compat-check makes (kernel_compat::syscalls), so the two cannot disagree.
+    use kernel_compat::syscalls::{pidfd_getfd_bad_pidfd, pidfd_open_self};
+    let errno = io::Error::from_raw_os_error;
+    pidfd_open_self().map_err(|e| format!("pidfd_open: {}", why(errno(e), "5.3")))?;
+    match pidfd_getfd_bad_pidfd() {
+        0 | libc::EBADF => Ok(()),
+        e => Err(format!("pidfd_getfd: {}", why(errno(e), "5.6"))),
     }
-    Ok(())
 }
 
 /// ENOSYS said as such, with the release that brought the call; other errors as they are.
@@ -219,8 +212,19 @@ mod tests {
     /// Every way finds the same ends for the same sockets, and knows a UNIX socket is none.
     #[test]
     fn every_way_agrees() {
+        // The probe takes pidfd_getfd exactly where the kernel has it (5.6): asked directly here.
         let probed = Sockets::probe(Procfs::default());
-        assert_eq!(probed.method(), Method::Pidfd, "the development kernel has pidfd_getfd: {}", probed.describe());
+        // SAFETY: pidfd_open of ourselves; the fd is closed below.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) } as i32;
+        // SAFETY: pidfd_getfd of our own stdin (fd 0, or EBADF: either proves the call exists).
+        let got = (pidfd >= 0).then(|| unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, 0, 0) } as i32);
+        let has_getfd =
+            got.is_some_and(|fd| fd >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS));
+        for fd in [Some(pidfd), got].into_iter().flatten().filter(|&fd| fd >= 0) {
+            // SAFETY: fds this test opened.
+            unsafe { libc::close(fd) };
+        }
+        assert_eq!(probed.method() == Method::Pidfd, has_getfd, "pidfd_getfd here: {has_getfd}; {}", probed.describe());
         let pid = std::process::id();
         let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();

@@ -127,7 +127,8 @@ fn generate_for_this_kernel(dir: &Path, release: &str, cache: &Cache) -> Result<
         .to_string());
     }
     let tools = Tools::find().map_err(|e| e.to_string())?;
-    let work = scratch_dir().map_err(|e| e.to_string())?;
+    let work =
+        cache.scratch(".generate-").map_err(|e| format!("a scratch directory in {}: {e}", cache.dir().display()))?;
     let started = std::time::Instant::now();
     let r = btf_cache::generate_cached(&headers, &tools, cache, work.path(), &check_btf).map_err(|e| e.to_string());
     if let Ok(r) = &r {
@@ -141,28 +142,6 @@ fn generate_for_this_kernel(dir: &Path, release: &str, cache: &Cache) -> Result<
         }
     }
     r
-}
-
-/// A scratch directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn scratch_dir() -> std::io::Result<Scratch> {
-    let dir =
-        std::env::temp_dir().join(format!("strata-btf-{}-{}", std::process::id(), probes_core::loader::monotonic_ns()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(Scratch(dir))
 }
 
 /// The BTF `tier` relocates with on this node, if it has one.
@@ -289,9 +268,10 @@ fn generate(args: &GenerateArgs) -> u8 {
         Ok(t) => t,
         Err(e) => return fail(e.to_string()),
     };
-    let work = match scratch_dir() {
+    let cache = Cache::new(&args.cache_dir);
+    let work = match cache.scratch(".generate-") {
         Ok(w) => w,
-        Err(e) => return fail(format!("a scratch directory: {e}")),
+        Err(e) => return fail(format!("a scratch directory in {}: {e}", cache.dir().display())),
     };
     // For the running kernel the BTF is proven against it; for another kernel (made on a build
     // host, as an init container would) only what can be checked offline is.
@@ -305,7 +285,6 @@ fn generate(args: &GenerateArgs) -> u8 {
         }
     };
     let started = std::time::Instant::now();
-    let cache = Cache::new(&args.cache_dir);
     match btf_cache::generate_cached(&headers, &tools, &cache, work.path(), &check) {
         Ok(r) => {
             if let Err(e) = std::fs::copy(&r.btf.path, &args.out) {

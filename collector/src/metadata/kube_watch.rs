@@ -165,11 +165,12 @@ type Controller = (Option<(String, String)>, Instant);
 struct Owners {
     client: Client,
     cache: HashMap<ObjectKey, Controller>,
+    owner_error_said: bool,
 }
 
 impl Owners {
     fn new(client: Client) -> Owners {
-        Owners { client, cache: HashMap::new() }
+        Owners { client, cache: HashMap::new(), owner_error_said: false }
     }
 
     /// The pod as the index keeps it; None without a UID.
@@ -188,9 +189,17 @@ impl Owners {
         );
         let spec = pod.spec.as_ref();
         let status = pod.status.as_ref();
-        let mut ips: Vec<std::net::IpAddr> =
-            status.and_then(|s| s.pod_ips.as_ref()).into_iter().flatten().filter_map(|ip| ip.ip.parse().ok()).collect();
-        if let Some(ip) = status.and_then(|s| s.pod_ip.as_ref()).and_then(|ip| ip.parse().ok()) {
+        // A finished pod (a Job's, say) keeps its IP in its status until it is deleted, but the
+        // network has given the address back: another pod may hold it now.
+        let finished = status.and_then(|s| s.phase.as_deref()).is_some_and(|p| p == "Succeeded" || p == "Failed");
+        let mut ips: Vec<std::net::IpAddr> = status
+            .filter(|_| !finished)
+            .and_then(|s| s.pod_ips.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|ip| ip.ip.parse().ok())
+            .collect();
+        if let Some(ip) = status.filter(|_| !finished).and_then(|s| s.pod_ip.as_ref()).and_then(|ip| ip.parse().ok()) {
             if !ips.contains(&ip) {
                 ips.push(ip);
             }
@@ -240,7 +249,13 @@ impl Owners {
             _ => Ok(None),
         };
         let owner = fetched.unwrap_or_else(|e| {
-            log::debug!("Kubernetes API: {kind} {namespace}/{name}: {e}");
+            // Once at warn (a missing RBAC rule takes every workload name away), then quietly.
+            if !self.owner_error_said {
+                self.owner_error_said = true;
+                log::warn!("Kubernetes API: {kind} {namespace}/{name}: {e}; records keep their pod, without the workload above it (said once)");
+            } else {
+                log::debug!("Kubernetes API: {kind} {namespace}/{name}: {e}");
+            }
             None
         });
         if self.cache.len() >= MAX_OWNERS {

@@ -23,8 +23,6 @@ const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;
 const PROC_CN_MCAST_LISTEN: u32 = 1;
 const NETLINK_CONNECTOR: i32 = 11;
-/// linux/capability.h.
-const CAP_NET_ADMIN: u32 = 12;
 const NLMSG_HDRLEN: usize = 16;
 const CN_MSG_LEN: usize = 20;
 /// `what`, `cpu`, `timestamp_ns` before the union.
@@ -89,6 +87,8 @@ pub struct ProcLog {
     inner: Mutex<Inner>,
     /// Datagrams the kernel dropped because the socket's buffer was full (ENOBUFS).
     pub overruns: AtomicU64,
+    /// Exits and execs not handed on because the resolver had [`MAX_EXITS`] waiting.
+    pub exits_dropped: AtomicU64,
     /// The listener runs: forks are being recorded.
     pub running: AtomicBool,
 }
@@ -121,10 +121,16 @@ impl ProcLog {
                     }
                 }
                 // An exec keeps the cgroup but is a new program: checked again like an exit.
-                ProcEvent::Exit { pid } | ProcEvent::Exec { pid } if inner.exits.len() < MAX_EXITS => {
-                    inner.exits.push(pid)
+                ProcEvent::Exit { pid } | ProcEvent::Exec { pid } => {
+                    if inner.exits.len() < MAX_EXITS {
+                        inner.exits.push(pid)
+                    } else if self.exits_dropped.fetch_add(1, Relaxed) == 0 {
+                        log::warn!(
+                            "process events: {MAX_EXITS} exits wait for the resolver; later ones are dropped \
+                             (pids are still checked by age)"
+                        );
+                    }
                 }
-                _ => {}
             }
         }
     }
@@ -213,17 +219,32 @@ fn subscribe() -> std::io::Result<std::os::fd::OwnedFd> {
             "CAP_NET_ADMIN is missing (the process connector requires it)",
         ));
     }
+    if !in_the_initial_network_namespace() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "not in the node's network namespace (the process connector speaks only there; in a pod: hostNetwork: true)",
+        ));
+    }
     Ok(fd)
 }
 
 /// Whether this process has CAP_NET_ADMIN in its effective set (from /proc/self/status).
 fn has_net_admin() -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|t| kernel_compat::facts::parse::parse_cap_eff(&t))
+        .is_some_and(|caps| caps.has("CAP_NET_ADMIN"))
+}
+
+/// The connector multicasts in the initial network namespace only: a socket in another (a pod
+/// without `hostNetwork`) subscribes without error and hears nothing. With host PIDs, pid 1 is
+/// the node's init, in the initial namespace; without them the question cannot be answered here
+/// and the subscription is tried.
+fn in_the_initial_network_namespace() -> bool {
+    match (std::fs::read_link("/proc/self/ns/net"), std::fs::read_link("/proc/1/ns/net")) {
+        (Ok(mine), Ok(init)) => mine == init,
+        _ => true,
+    }
 }
 
 fn listen(fd: std::os::fd::OwnedFd, log: &ProcLog) {
@@ -237,7 +258,14 @@ fn listen(fd: std::os::fd::OwnedFd, log: &ProcLog) {
             let e = std::io::Error::last_os_error();
             match e.raw_os_error() {
                 Some(libc::ENOBUFS) => {
-                    log.overruns.fetch_add(1, Relaxed);
+                    // Said at the first overrun and then at each power of two, not per datagram.
+                    let n = log.overruns.fetch_add(1, Relaxed) + 1;
+                    if n.is_power_of_two() {
+                        log::warn!(
+                            "process events: the kernel dropped events {n} times (socket buffer full); \
+                             a short-lived process may be attributed to itself rather than its container"
+                        );
+                    }
                     continue;
                 }
                 Some(libc::EINTR) => continue,
