@@ -146,7 +146,7 @@ pub fn build(req: &BuildRequest) -> Result<Cached, BuildError> {
         .scratch(".build-")
         .map_err(|e| BuildError::Io(format!("a scratch directory in {}: {e}", cache.dir().display())))?;
     let work = scratch.path();
-    let result = compile(&kdir, work, req.timeout, req.cc, cache.dir()).and_then(|ko| {
+    let result = compile(&kdir, work, req.timeout, req.cc, &req.cache_root.join("logs")).and_then(|ko| {
         let bytes = std::fs::read(&ko).map_err(|e| BuildError::Io(format!("reading {}: {e}", ko.display())))?;
         let origin = format!("built against {}", kdir.display());
         cache.store(&cache_key(req.release), &bytes, &origin, |_| check_release(&bytes, req.release, &kdir))?
@@ -206,8 +206,9 @@ fn compile(
     if !status.success() || !ko.is_file() {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
         // Keep the log where the operator can read it: the scratch directory goes.
-        let kept = keep_log_in.join("last-build.log");
-        let _ = std::fs::write(&kept, &text);
+        // Beside the cache's entries, not among them.
+        let kept = keep_log_in.join("kmod-build.log");
+        let _ = std::fs::create_dir_all(keep_log_in).and_then(|_| std::fs::write(&kept, &text));
         return Err(BuildError::Failed {
             kdir: kdir.display().to_string(),
             first_error: first_error(&text),
