@@ -74,7 +74,8 @@ pub struct Message {
     pub error: Option<String>,
     /// Set when the bytes turned out to be a more specific protocol (HTTP/2 carrying gRPC).
     pub protocol: Option<Protocol>,
-    /// Further attributes by name (e.g. `http.host`, `db.name`, `dns.answers`).
+    /// Further attributes by name (e.g. `http.host`, `db.name`, `dns.answers`); those named in
+    /// [`COUNT_ATTRIBUTES`] hold a number.
     pub attributes: Vec<(&'static str, String)>,
     /// The message was cut short (the capture was truncated or began mid-stream): what is here
     /// is right, but fields may be missing.
@@ -125,3 +126,28 @@ pub trait Parser: Send {
 /// How much a parser may hold per side while waiting for the rest of a message. A message whose
 /// header part alone exceeds this is given up on (reported partial).
 pub const MAX_BUFFERED: usize = 64 * 1024;
+
+/// Attributes whose values are counts or ids: records write them as numbers, not text.
+pub const COUNT_ATTRIBUTES: [&str; 5] =
+    ["db.rows", "db.rows_affected", "db.statement_id", "db.redis.args", "dns.answers"];
+/// Attributes that are yes-or-no: records write them as booleans.
+pub const FLAG_ATTRIBUTES: [&str; 1] = ["db.extended"];
+
+/// An attribute's value as the type it has, where it is not text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Typed {
+    Count(u64),
+    Flag(bool),
+}
+
+/// `value` as the number or boolean it is, when attribute `name` is one of [`COUNT_ATTRIBUTES`]
+/// or [`FLAG_ATTRIBUTES`] (and the text is one).
+pub fn typed_value(name: &str, value: &str) -> Option<Typed> {
+    if COUNT_ATTRIBUTES.contains(&name) {
+        return value.parse().ok().map(Typed::Count);
+    }
+    if FLAG_ATTRIBUTES.contains(&name) {
+        return value.parse().ok().map(Typed::Flag);
+    }
+    None
+}

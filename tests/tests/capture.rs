@@ -425,3 +425,81 @@ fn core_probes_leave_the_tracepoints_to_other_readers() {
     assert!(c.status.success(), "core agent: {}", c.stderr);
     assert!(c.of_pid(nginx.pid()).any(|e| e["event"] == "data"), "the core probes saw nginx too");
 }
+
+/// sendmmsg and recvmmsg of six datagrams each: the probes write the first four messages of a
+/// call (STRATA_MAX_MMSG) as data events with their own payloads, and count the other two as
+/// `kernel_mmsg` loss of this process, never dropping them silently.
+fn mmsg_beyond_the_fourth_is_counted(mode: &Mode) {
+    use std::os::fd::AsRawFd;
+    const N: usize = 6;
+    const SHOWN: usize = 4;
+    let agent = Agent::start(mode.args);
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    tx.connect(rx.local_addr().unwrap()).unwrap();
+    let payloads: Vec<Vec<u8>> = (0..N).map(|i| format!("mmsg datagram {i} of {N}").into_bytes()).collect();
+    let mut iovs: Vec<libc::iovec> =
+        payloads.iter().map(|p| libc::iovec { iov_base: p.as_ptr() as *mut _, iov_len: p.len() }).collect();
+    // SAFETY: zeroed mmsghdr is a valid "no name, no control" header; each points at one iovec.
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: msgs holds N headers whose iovecs point at live buffers.
+    let sent = unsafe { libc::sendmmsg(tx.as_raw_fd(), msgs.as_mut_ptr(), N as u32, 0) };
+    assert_eq!(sent, N as i32, "sendmmsg: {}", std::io::Error::last_os_error());
+    let mut bufs = vec![[0u8; 64]; N];
+    let mut riovs: Vec<libc::iovec> =
+        bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
+    let mut rmsgs: Vec<libc::mmsghdr> = riovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: as above.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: rmsgs holds N headers whose iovecs point at live 64-byte buffers; the datagrams are
+    // queued already (loopback), MSG_WAITFORONE returns what is there.
+    let got = unsafe {
+        libc::recvmmsg(rx.as_raw_fd(), rmsgs.as_mut_ptr(), N as u32, libc::MSG_WAITFORONE, std::ptr::null_mut())
+    };
+    assert_eq!(got, N as i32, "recvmmsg: {}", std::io::Error::last_os_error());
+    std::thread::sleep(Duration::from_millis(200));
+    let c = agent.stop();
+    assert!(c.status.success(), "strata exited with {}: {}", c.status, c.stderr);
+
+    let me = std::process::id();
+    for (fd, syscall, direction) in [(tx.as_raw_fd(), "sendmmsg", "egress"), (rx.as_raw_fd(), "recvmmsg", "ingress")] {
+        let events: Vec<&Value> =
+            c.of_pid(me).filter(|e| e["event"] == "data" && e["fd"] == fd && e["syscall"] == syscall).collect();
+        let seen: Vec<Vec<u8>> = events.iter().map(|e| Captured::payload(e)).collect();
+        assert_eq!(seen, payloads[..SHOWN], "{syscall}'s first {SHOWN} messages, each its own event ({direction})");
+        assert!(events.iter().all(|e| e["direction"] == direction && e["transport"] == "udp"), "{events:?}");
+    }
+    let counted: u64 = c
+        .of_kind("loss")
+        .filter(|e| e["pid"] == me && e["source"] == "kernel_mmsg")
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 2 * (N - SHOWN) as u64, "two messages beyond the fourth per call, counted");
+}
+
+#[test]
+fn core_mmsg_beyond_the_fourth_is_counted() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    mmsg_beyond_the_fourth_is_counted(&CORE_RING);
+}
+
+#[test]
+fn core_perf_buffer_mmsg_beyond_the_fourth_is_counted() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    mmsg_beyond_the_fourth_is_counted(&CORE_PERF_BUFFER);
+}

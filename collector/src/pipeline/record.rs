@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use protocols::message::{Message, Protocol};
+use protocols::message::{Message, Protocol, Typed};
 use serde::Serialize;
 use strata_event::{Role, Transport};
 
@@ -68,7 +68,11 @@ impl Serialize for Attributes {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
+            match protocols::message::typed_value(k, v) {
+                Some(Typed::Count(n)) => m.serialize_entry(k, &n)?,
+                Some(Typed::Flag(b)) => m.serialize_entry(k, &b)?,
+                None => m.serialize_entry(k, v)?,
+            }
         }
         m.end()
     }
@@ -125,5 +129,27 @@ impl Record {
             endpoint,
             attributes: Attributes(response.attributes),
         }
+    }
+}
+
+#[cfg(test)]
+mod attribute_tests {
+    use super::Attributes;
+
+    #[test]
+    fn counts_are_numbers_flags_booleans_and_the_rest_text() {
+        let a = Attributes(vec![
+            ("db.rows", "3".into()),
+            ("dns.answers", "2".into()),
+            ("db.extended", "true".into()),
+            ("http.host", "42".into()),
+            // Not a number after all (a parser's bug): kept as the text it is, not lost.
+            ("db.statement_id", "x".into()),
+        ]);
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"db.rows": 3, "dns.answers": 2, "db.extended": true, "http.host": "42", "db.statement_id": "x"})
+        );
     }
 }
