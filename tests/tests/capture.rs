@@ -438,34 +438,28 @@ fn mmsg_beyond_the_fourth_is_counted(mode: &Mode) {
     let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     tx.connect(rx.local_addr().unwrap()).unwrap();
     let payloads: Vec<Vec<u8>> = (0..N).map(|i| format!("mmsg datagram {i} of {N}").into_bytes()).collect();
+    // One header per iovec: no name, no control.
+    let headers = |iovs: &mut [libc::iovec]| -> Vec<libc::mmsghdr> {
+        iovs.iter_mut()
+            .map(|iov| {
+                // SAFETY: an all-zero mmsghdr is a valid empty header.
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_iov = iov;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect()
+    };
     let mut iovs: Vec<libc::iovec> =
         payloads.iter().map(|p| libc::iovec { iov_base: p.as_ptr() as *mut _, iov_len: p.len() }).collect();
-    // SAFETY: zeroed mmsghdr is a valid "no name, no control" header; each points at one iovec.
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut msgs = headers(&mut iovs);
     // SAFETY: msgs holds N headers whose iovecs point at live buffers.
     let sent = unsafe { libc::sendmmsg(tx.as_raw_fd(), msgs.as_mut_ptr(), N as u32, 0) };
     assert_eq!(sent, N as i32, "sendmmsg: {}", std::io::Error::last_os_error());
     let mut bufs = vec![[0u8; 64]; N];
     let mut riovs: Vec<libc::iovec> =
         bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
-    let mut rmsgs: Vec<libc::mmsghdr> = riovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: as above.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut rmsgs = headers(&mut riovs);
     // SAFETY: rmsgs holds N headers whose iovecs point at live 64-byte buffers; the datagrams are
     // queued already (loopback), MSG_WAITFORONE returns what is there.
     let got = unsafe {
