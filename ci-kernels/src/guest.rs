@@ -416,23 +416,12 @@ mod tests {
     #[test]
     fn cmdline_carries_the_scenario() {
         let s = Scenario {
-            name: "hidden-btf".into(),
-            expect_tier: "perf-event".into(),
             force_tier: Some("perf-event".into()),
             hide_btf: true,
-            expect_reason: None,
-            expect_reason_in: None,
             archive: Some(crate::manifest::ArchiveState::Good),
             transport: Some("perf-buffer".into()),
             generated_btf: true,
-            expect_capturing: None,
-            kmod: false,
-            kmod_damaged: false,
-            expect_run_tier: None,
-            expect_fallback: None,
-            cycles: 0,
-            cost: false,
-            duration_secs: 8,
+            ..Scenario::plain("hidden-btf", "perf-event")
         };
         let c = cmdline(&s, Some("nokaslr"));
         assert!(c.starts_with("console=ttyS0 panic=-1 quiet "));

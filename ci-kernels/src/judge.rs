@@ -232,25 +232,7 @@ mod tests {
     use super::*;
 
     fn scenario(name: &str, expect: &str) -> Scenario {
-        Scenario {
-            name: name.into(),
-            expect_tier: expect.into(),
-            force_tier: None,
-            hide_btf: false,
-            expect_reason: None,
-            expect_reason_in: None,
-            archive: None,
-            transport: None,
-            generated_btf: false,
-            expect_capturing: None,
-            kmod: false,
-            kmod_damaged: false,
-            expect_run_tier: None,
-            expect_fallback: None,
-            cycles: 0,
-            cost: false,
-            duration_secs: 8,
-        }
+        Scenario::plain(name, expect)
     }
 
     fn reported(scenario: &str, compat: Option<&str>, run_tier: &str, records: u64) -> GuestOutcome {

@@ -77,6 +77,32 @@ pub struct Scenario {
     pub duration_secs: u32,
 }
 
+#[cfg(test)]
+impl Scenario {
+    /// A scenario expecting `expect` and asking for nothing else: tests change what they need.
+    pub fn plain(name: &str, expect: &str) -> Scenario {
+        Scenario {
+            name: name.into(),
+            expect_tier: expect.into(),
+            force_tier: None,
+            hide_btf: false,
+            expect_reason: None,
+            expect_reason_in: None,
+            archive: None,
+            transport: None,
+            generated_btf: false,
+            expect_capturing: None,
+            kmod: false,
+            kmod_damaged: false,
+            expect_run_tier: None,
+            expect_fallback: None,
+            cycles: 0,
+            cost: false,
+            duration_secs: 8,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ArchiveState {

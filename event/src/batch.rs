@@ -34,6 +34,15 @@ impl RecordBatch {
         self.ends.is_empty()
     }
 
+    /// Decodes every record into `out`; each undecodable one is counted in `undecodable` and
+    /// logged (a reader's loss, reported as such).
+    pub fn decode_counting(self, out: &mut Vec<Event>, undecodable: &mut u64) {
+        self.decode_into(out, |len, e| {
+            *undecodable += 1;
+            log::warn!("undecodable record of {len} bytes: {e}");
+        });
+    }
+
     /// Decodes every record into `out`; each undecodable one goes to `bad` instead.
     pub fn decode_into(self, out: &mut Vec<Event>, mut bad: impl FnMut(usize, DecodeError)) {
         let all: Bytes = self.arena.freeze();

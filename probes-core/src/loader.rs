@@ -316,11 +316,7 @@ impl Capture {
     }
 
     fn decode(&mut self, batch: RecordBatch, out: &mut Vec<Event>) {
-        let undecodable = &mut self.undecodable;
-        batch.decode_into(out, |len, e| {
-            *undecodable += 1;
-            log::warn!("undecodable record of {len} bytes: {e}");
-        });
+        batch.decode_counting(out, &mut self.undecodable);
     }
 
     /// Loss events for records lost since the last call (kernel buffer full, pairing map full,

@@ -178,11 +178,7 @@ impl KmodCapture {
     }
 
     fn decode(&mut self, batch: RecordBatch, out: &mut Vec<Event>) {
-        let undecodable = &mut self.undecodable;
-        batch.decode_into(out, |len, e| {
-            *undecodable += 1;
-            log::warn!("undecodable record of {len} bytes: {e}");
-        });
+        batch.decode_counting(out, &mut self.undecodable);
     }
 
     /// Loss events since the last call, by where (the module counts drops per CPU and kind; it
