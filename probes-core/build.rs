@@ -16,6 +16,8 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
     ("strata.bpf.o", "strata.bpf.c", &[]),
     // Perf event array transport, configuration in a map, bpf_probe_read: kernels 4.14 and later.
     ("strata_perfbuf.bpf.o", "strata.bpf.c", &["-DSTRATA_PERFBUF"]),
+    // Ring buffer, hooked on raw_syscalls with BTF-typed programs (tp_btf): the kernel's own BTF.
+    ("strata_raw.bpf.o", "strata.bpf.c", &["-DSTRATA_RAW_SYSCALLS"]),
     // Proves a BTF right for the running kernel before the probes are relocated with it.
     ("btf_check.bpf.o", "btf_check.bpf.c", &[]),
 ];

@@ -19,6 +19,6 @@ pub mod syscalls;
 pub mod version;
 
 pub use facts::{gather, Facts, GatherOptions};
-pub use plan::{plan, BtfSource, BuiltTiers, Fidelity, Plan, Rejection, Tier, Transport};
+pub use plan::{plan, BtfSource, BuiltTiers, Fidelity, Plan, Rejection, SyscallHooks, Tier, Transport};
 pub use probe::Probe;
 pub use version::KernelVersion;

@@ -97,6 +97,23 @@ pub enum Transport {
     None,
 }
 
+/// Where the CO-RE probes hook the socket syscalls (the loader's rule, told in advance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyscallHooks {
+    /// Two BTF-typed programs (tp_btf) on raw_syscalls:sys_enter/sys_exit: the ring buffer, the
+    /// kernel's own BTF and 5.11+ (bpf_get_current_task_btf).
+    RawSyscalls,
+    /// Each socket syscall's own tracepoints (syscalls:sys_enter_read, ...).
+    PerSyscall,
+    /// Not a CO-RE tier.
+    #[default]
+    None,
+}
+
+/// The first kernel the raw_syscalls hooks load on (bpf_get_current_task_btf, 5.11).
+pub const RAW_SYSCALL_HOOKS_SINCE: KernelVersion = KernelVersion::new(5, 11, 0);
+
 /// Where the BTF for CO-RE relocation comes from. aya skips CO-RE relocation silently without
 /// BTF, so a CO-RE tier is only ever planned with a BTF source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +176,9 @@ pub struct Rejection {
 pub struct Plan {
     pub tier: Tier,
     pub transport: Transport,
+    /// Where a CO-RE tier hooks the syscalls (`strata run --syscall-hooks auto`).
+    #[serde(default)]
+    pub syscall_hooks: SyscallHooks,
     pub btf_source: BtfSource,
     /// Every tier better than `tier`, with why it was not chosen, best first.
     pub rejected: Vec<Rejection>,
@@ -232,10 +252,21 @@ pub fn plan(facts: &Facts, built: &BuiltTiers) -> Plan {
         .into_iter()
         .filter(|t| *t > chosen && built.contains(*t) && node.blockers(*t).is_empty())
         .collect();
+    let transport = node.transport(chosen);
+    let syscall_hooks = match chosen {
+        Tier::Core
+            if transport == Transport::RingBuffer && node.version.is_some_and(|v| v >= RAW_SYSCALL_HOOKS_SINCE) =>
+        {
+            SyscallHooks::RawSyscalls
+        }
+        t if t.is_bpf() => SyscallHooks::PerSyscall,
+        _ => SyscallHooks::None,
+    };
     Plan {
         tier: chosen,
         fallbacks,
-        transport: node.transport(chosen),
+        transport,
+        syscall_hooks,
         btf_source: match chosen {
             Tier::Core => BtfSource::Kernel,
             Tier::ArchivedBtf => BtfSource::Archive,

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::facts::Facts;
 use crate::features::{FEATURES, PERF_EVENT_REQUIREMENTS};
-use crate::plan::Plan;
+use crate::plan::{Plan, SyscallHooks};
 use crate::probe::Probe;
 
 /// Version of the JSON report layout (SCHEMA.md). Independent of the facts' own version.
@@ -123,12 +123,16 @@ pub fn render_text(facts: &Facts, plan: &Plan) -> String {
 
     let _ = writeln!(
         out,
-        "\ndecision: tier {} (fidelity {}, exit code {}), transport {}, BTF {}",
+        "\ndecision: tier {} (fidelity {}, exit code {}), transport {}, BTF {}{}",
         plan.tier.name(),
         enum_name(&plan.fidelity()),
         plan.exit_code(),
         enum_name(&plan.transport),
         enum_name(&plan.btf_source),
+        match plan.syscall_hooks {
+            SyscallHooks::None => String::new(),
+            hooks => format!(", syscall hooks {}", enum_name(&hooks)),
+        },
     );
     for rejection in &plan.rejected {
         let _ = writeln!(out, "  {} rejected:", rejection.tier.name());
@@ -168,6 +172,7 @@ pub fn render_json(facts: &Facts, plan: &Plan) -> Value {
         "schema_version": REPORT_SCHEMA_VERSION,
         "tier": plan.tier,
         "transport": plan.transport,
+        "syscall_hooks": plan.syscall_hooks,
         "btf_source": plan.btf_source,
         "fidelity": plan.fidelity(),
         "exit_code": plan.exit_code(),

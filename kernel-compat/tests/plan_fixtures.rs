@@ -3,7 +3,7 @@
 //! `archived-btf` and `perf-event`), and checks that the reasons name the right thing.
 
 use kernel_compat::facts::BtfHint;
-use kernel_compat::{plan, report, BtfSource, BuiltTiers, Facts, Fidelity, Plan, Tier, Transport};
+use kernel_compat::{plan, report, BtfSource, BuiltTiers, Facts, Fidelity, Plan, SyscallHooks, Tier, Transport};
 
 fn fixture(name: &str) -> Facts {
     let path = format!("{}/fixtures/facts/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -122,6 +122,8 @@ fn fleet_kernels_without_btf_plan_archived_btf_over_a_perf_buffer() {
             );
             // Where it cannot load after all, perf-event takes over.
             assert!(p.fallbacks.contains(&Tier::PerfEvent), "{name}: {p:#?}");
+            // A BTF from an archive relocates the per-syscall probes only.
+            assert_eq!(p.syscall_hooks, SyscallHooks::PerSyscall, "{name}");
         }
     }
 }
@@ -179,6 +181,10 @@ fn modern_kernels_with_btf_run_core_on_the_ring_buffer() {
             );
             assert!(p.rejected.is_empty(), "{name}: {p:#?}");
             assert_eq!(p.exit_code(), 0);
+            // bpf_get_current_task_btf (5.11) decides the hooks.
+            let hooks =
+                if name.starts_with("debian11-5.10") { SyscallHooks::PerSyscall } else { SyscallHooks::RawSyscalls };
+            assert_eq!(p.syscall_hooks, hooks, "{name}");
         }
     }
 }
@@ -349,6 +355,9 @@ fn facts_gathered_in_matrix_guests_plan_as_the_matrix_expects() {
                 (Tier::Core, Transport::RingBuffer, BtfSource::Kernel),
                 "{name}"
             );
+            // As the matrix's native-btf-per-syscall (5.10) and native-btf cells expect.
+            let hooks = if name.contains("5.10") { SyscallHooks::PerSyscall } else { SyscallHooks::RawSyscalls };
+            assert_eq!(p.syscall_hooks, hooks, "{name}");
         } else if name.starts_with("bpf-less") {
             assert_eq!(p.tier, Tier::PerfEvent, "{name}");
             assert_rejected_for(&p, Tier::Core, &["ENOSYS"]);

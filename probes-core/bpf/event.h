@@ -77,8 +77,9 @@ struct strata_lost_key {
 struct strata_config {
 	__u32 capture_bytes; /* payload cap per syscall, <= STRATA_MAX_CAPTURE */
 	__u32 self_tgid;     /* the agent itself: never traced */
-	/* Ring buffer: wake the reader only once this many bytes wait (it also reads on a timer),
-	 * instead of for every record. 0: the kernel's own rule (wake when the reader caught up). */
+	/* Ring buffer: wake the reader each time the bytes waiting cross a multiple of this (it also
+	 * reads on a timer), instead of for every record. 0: the kernel's own rule (wake when the
+	 * reader caught up). */
 	__u32 wakeup_bytes;
 	__u32 _pad;
 };

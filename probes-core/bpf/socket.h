@@ -38,6 +38,16 @@ static __always_inline struct file *file_of_fd(int fd)
 {
 	if (fd < 0)
 		return NULL;
+#ifdef STRATA_RAW_SYSCALLS
+	/* A BTF pointer to the task (5.11+): the walk to the table is plain loads the verifier guards
+	 * (a fault reads 0), not a helper call each. */
+	struct fdtable *fdt = bpf_get_current_task_btf()->files->fdt;
+	if (!fdt)
+		return NULL;
+	if ((unsigned int)fd >= fdt->max_fds)
+		return NULL;
+	struct file **fds = fdt->fd;
+#else
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	if (!fdt)
@@ -46,6 +56,7 @@ static __always_inline struct file *file_of_fd(int fd)
 	if ((unsigned int)fd >= max_fds)
 		return NULL;
 	struct file **fds = BPF_CORE_READ(fdt, fd);
+#endif
 	struct file *file = NULL;
 	bpf_core_read(&file, sizeof(file), &fds[fd]);
 	return file;

@@ -229,13 +229,11 @@ static __always_inline int lookup_socket(int fd, struct strata_sock_ref *out)
 
 /* ---- enter side ------------------------------------------------------------------------------ */
 
-static __always_inline int stash(__u32 syscall, struct strata_sys_enter *ctx, __u64 buf, __u64 len,
-				 __u64 addr)
+static __always_inline int stash(__u32 syscall, int fd, __u64 buf, __u64 len, __u64 addr)
 {
 	struct strata_config cfg;
 	if (!load_config(&cfg) || !traced(&cfg))
 		return 0;
-	int fd = (int)ctx->args[0];
 	struct pending_call call = {
 		.arg_buf = buf,
 		.arg_len = len,
@@ -258,11 +256,12 @@ static __always_inline int stash(__u32 syscall, struct strata_sys_enter *ctx, __
 	return 0;
 }
 
+#ifndef STRATA_RAW_SYSCALLS
 #define ENTER_BUF(name, sys)                                                                        \
 	SEC("tracepoint/syscalls/sys_enter_" #name)                                                 \
 	int enter_##name(struct strata_sys_enter *ctx)                                              \
 	{                                                                                           \
-		stash(sys, ctx, ctx->args[1], ctx->args[2], 0);                                     \
+		stash(sys, (int)ctx->args[0], ctx->args[1], ctx->args[2], 0);                                     \
 		return STRATA_PASS_ON;                                                              \
 	}
 
@@ -282,14 +281,14 @@ ENTER_BUF(accept4, STRATA_SYS_ACCEPT4)
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int enter_recvfrom(struct strata_sys_enter *ctx)
 {
-	stash(STRATA_SYS_RECVFROM, ctx, ctx->args[1], ctx->args[2], ctx->args[4]);
+	stash(STRATA_SYS_RECVFROM, (int)ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[4]);
 	return STRATA_PASS_ON;
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendto")
 int enter_sendto(struct strata_sys_enter *ctx)
 {
-	stash(STRATA_SYS_SENDTO, ctx, ctx->args[1], ctx->args[2], ctx->args[4]);
+	stash(STRATA_SYS_SENDTO, (int)ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[4]);
 	return STRATA_PASS_ON;
 }
 
@@ -297,9 +296,10 @@ int enter_sendto(struct strata_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_sendfile64")
 int enter_sendfile64(struct strata_sys_enter *ctx)
 {
-	stash(STRATA_SYS_SENDFILE, ctx, 0, ctx->args[3], 0);
+	stash(STRATA_SYS_SENDFILE, (int)ctx->args[0], 0, ctx->args[3], 0);
 	return STRATA_PASS_ON;
 }
+#endif
 
 /* ---- exit side ------------------------------------------------------------------------------- */
 
@@ -371,7 +371,8 @@ static __always_inline int emit_data(void *ctx, struct data_scratch *s, struct p
 		ev->sock = t->sock;
 	else
 		read_socket((struct socket *)call->ref.sock, &ev->sock);
-	ev->enter_ns = call->enter_ns;
+	/* 0: the call was hooked at its exit only (received data on the raw_syscalls hooks). */
+	ev->enter_ns = call->enter_ns ? call->enter_ns : ev->hdr.ts_ns;
 	ev->byte_count = byte_count;
 	ev->syscall = call->syscall;
 	ev->direction = direction;
@@ -414,21 +415,15 @@ enum payload_shape {
 	SHAPE_NONE,     /* sendfile: no payload */
 };
 
-static __always_inline int exit_data(struct strata_sys_exit *ctx, __u32 syscall, __u8 direction,
-				     enum payload_shape shape)
+/* Copies what a successful call moved (ret > 0) and emits it; `call` holds its arguments. */
+static __always_inline void copy_and_emit(void *ctx, struct pending_call *call, long ret, __u8 direction,
+					  enum payload_shape shape)
 {
-	struct pending_call *call = take_pending(syscall, syscall);
-	if (!call)
-		return 0;
-	long ret = ctx->ret;
 	struct strata_config cfg;
-	if (ret <= 0 || !load_config(&cfg))
-		goto done;
-
 	__u32 zero = 0;
 	struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!s)
-		goto done;
+	if (!s || !load_config(&cfg))
+		return;
 
 	__u32 off = 0;
 	switch (shape) {
@@ -456,24 +451,28 @@ static __always_inline int exit_data(struct strata_sys_exit *ctx, __u32 syscall,
 		emit_data(ctx, s, call, direction, ret, 0, 0);
 		break;
 	}
-done:
-	release(call);
-	return 0;
 }
 
-/* recvmmsg/sendmmsg return the number of messages; each mmsghdr carries its own msg_len. Messages
- * beyond STRATA_MAX_MMSG are counted as lost, never dropped silently. */
-static __always_inline int exit_mmsg(struct strata_sys_exit *ctx, __u32 syscall, __u8 direction)
+static __always_inline int exit_data(void *ctx, long ret, __u32 syscall, __u8 direction, enum payload_shape shape)
 {
 	struct pending_call *call = take_pending(syscall, syscall);
 	if (!call)
 		return 0;
-	long ret = ctx->ret;
+	if (ret > 0)
+		copy_and_emit(ctx, call, ret, direction, shape);
+	release(call);
+	return 0;
+}
+
+/* recvmmsg/sendmmsg return the number of messages (ret > 0 here); each mmsghdr carries its own
+ * msg_len. Messages beyond STRATA_MAX_MMSG are counted as lost, never dropped silently. */
+static __always_inline void emit_mmsg(void *ctx, struct pending_call *call, long ret, __u8 direction)
+{
 	struct strata_config cfg;
 	__u32 zero = 0;
 	struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-	if (ret <= 0 || !load_config(&cfg) || !s)
-		goto done;
+	if (!load_config(&cfg) || !s)
+		return;
 #pragma unroll
 	for (int i = 0; i < STRATA_MAX_MMSG; i++) {
 		if (i >= ret)
@@ -481,7 +480,7 @@ static __always_inline int exit_mmsg(struct strata_sys_exit *ctx, __u32 syscall,
 		struct strata_mmsghdr m = {};
 		if (bpf_probe_read_user(&m, sizeof(m), (void *)(call->arg_buf + i * sizeof(struct strata_mmsghdr)))) {
 			count_lost_n(STRATA_LOST_MMSG, ret - i);
-			goto done;
+			return;
 		}
 		__u32 off = 0;
 		copy_iovecs(s, cfg.capture_bytes, &off, m.hdr.iov, m.hdr.iovlen, m.len);
@@ -489,16 +488,25 @@ static __always_inline int exit_mmsg(struct strata_sys_exit *ctx, __u32 syscall,
 	}
 	if (ret > STRATA_MAX_MMSG)
 		count_lost_n(STRATA_LOST_MMSG, ret - STRATA_MAX_MMSG);
-done:
+}
+
+static __always_inline int exit_mmsg(void *ctx, long ret, __u32 syscall, __u8 direction)
+{
+	struct pending_call *call = take_pending(syscall, syscall);
+	if (!call)
+		return 0;
+	if (ret > 0)
+		emit_mmsg(ctx, call, ret, direction);
 	release(call);
 	return 0;
 }
 
+#ifndef STRATA_RAW_SYSCALLS
 #define EXIT_DATA(name, sys, dir, shape)                                                            \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                                  \
 	int exit_##name(struct strata_sys_exit *ctx)                                                \
 	{                                                                                           \
-		exit_data(ctx, sys, dir, shape);                                                    \
+		exit_data(ctx, ctx->ret, sys, dir, shape);                                                    \
 		return STRATA_PASS_ON;                                                              \
 	}
 
@@ -515,16 +523,17 @@ EXIT_DATA(sendfile64, STRATA_SYS_SENDFILE, STRATA_DIR_EGRESS, SHAPE_NONE)
 SEC("tracepoint/syscalls/sys_exit_recvmmsg")
 int exit_recvmmsg(struct strata_sys_exit *ctx)
 {
-	exit_mmsg(ctx, STRATA_SYS_RECVMMSG, STRATA_DIR_INGRESS);
+	exit_mmsg(ctx, ctx->ret, STRATA_SYS_RECVMMSG, STRATA_DIR_INGRESS);
 	return STRATA_PASS_ON;
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendmmsg")
 int exit_sendmmsg(struct strata_sys_exit *ctx)
 {
-	exit_mmsg(ctx, STRATA_SYS_SENDMMSG, STRATA_DIR_EGRESS);
+	exit_mmsg(ctx, ctx->ret, STRATA_SYS_SENDMMSG, STRATA_DIR_EGRESS);
 	return STRATA_PASS_ON;
 }
+#endif
 
 /* ---- connections ----------------------------------------------------------------------------- */
 
@@ -551,58 +560,60 @@ static __always_inline int emit_open(void *ctx, struct pending_call *call, int f
 }
 
 /* accept returns the new connection's fd. */
-static __always_inline int exit_accept_common(struct strata_sys_exit *ctx)
+static __always_inline int exit_accept_common(void *ctx, long ret)
 {
 	struct pending_call *call = take_pending(STRATA_SYS_ACCEPT, STRATA_SYS_ACCEPT4);
 	if (!call)
 		return 0;
-	if (ctx->ret >= 0)
-		emit_open(ctx, call, (int)ctx->ret, STRATA_ROLE_SERVER, 0);
+	if (ret >= 0)
+		emit_open(ctx, call, (int)ret, STRATA_ROLE_SERVER, 0);
 	release(call);
 	return 0;
 }
 
+#ifndef STRATA_RAW_SYSCALLS
 SEC("tracepoint/syscalls/sys_exit_accept")
 int exit_accept(struct strata_sys_exit *ctx)
 {
-	exit_accept_common(ctx);
+	exit_accept_common(ctx, ctx->ret);
 	return STRATA_PASS_ON;
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int exit_accept4(struct strata_sys_exit *ctx)
 {
-	exit_accept_common(ctx);
+	exit_accept_common(ctx, ctx->ret);
 	return STRATA_PASS_ON;
 }
+#endif
 
 /* A connect that succeeded, or is in progress (non-blocking), opens a client connection. */
-static __always_inline int on_connect_exit(struct strata_sys_exit *ctx)
+static __always_inline int on_connect_exit(void *ctx, long ret)
 {
 	struct pending_call *call = take_pending(STRATA_SYS_CONNECT, STRATA_SYS_CONNECT);
 	if (!call)
 		return 0;
-	long ret = ctx->ret;
 	if (ret == 0 || ret == -EINPROGRESS)
 		emit_open(ctx, call, call->fd, STRATA_ROLE_CLIENT, ret);
 	release(call);
 	return 0;
 }
 
+#ifndef STRATA_RAW_SYSCALLS
 SEC("tracepoint/syscalls/sys_exit_connect")
 int exit_connect(struct strata_sys_exit *ctx)
 {
-	on_connect_exit(ctx);
+	on_connect_exit(ctx, ctx->ret);
 	return STRATA_PASS_ON;
 }
+#endif
 
 /* close() of a socket strata saw: report its totals. The fd is still open at sys_enter_close. */
-static __always_inline int on_close(struct strata_sys_enter *ctx)
+static __always_inline int on_close(void *ctx, int fd)
 {
 	struct strata_config cfg;
 	if (!load_config(&cfg) || !traced(&cfg))
 		return 0;
-	int fd = (int)ctx->args[0];
 	__u64 key = conn_key(fd);
 	struct conn_totals *t = bpf_map_lookup_elem(&conns, &key);
 	if (!t)
@@ -623,12 +634,14 @@ static __always_inline int on_close(struct strata_sys_enter *ctx)
 	return 0;
 }
 
+#ifndef STRATA_RAW_SYSCALLS
 SEC("tracepoint/syscalls/sys_enter_close")
 int enter_close(struct strata_sys_enter *ctx)
 {
-	on_close(ctx);
+	on_close(ctx, (int)ctx->args[0]);
 	return STRATA_PASS_ON;
 }
+#endif
 
 #ifndef STRATA_PERFBUF
 /* TCP state changes (ring-buffer object only, and optional: the loader skips this program where the
@@ -673,5 +686,137 @@ int sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
 	on_state(ctx);
 	return STRATA_PASS_ON;
+}
+#endif
+
+#ifdef STRATA_RAW_SYSCALLS
+/* ---- one BTF-typed program per direction on raw_syscalls (the raw-syscalls object) ------------
+ *
+ * The per-syscall tracepoints above cost more around a program than in it: the kernel builds a
+ * perf trace record of the arguments for each (perf_syscall_enter/exit, trace_call_bpf) before the
+ * program runs. A BTF-typed raw tracepoint (tp_btf, 5.5+) on raw_syscalls:sys_enter/sys_exit calls
+ * the program with the registers as they are: one cheap call per syscall of the node, which
+ * returns at once unless the number is one of the socket syscalls below. It needs the kernel's own
+ * BTF (the attach point is a kernel type) and 5.11 (bpf_get_current_task_btf: the walk from the
+ * task to its fd table is plain loads), so the loader uses this object only there, and the
+ * per-syscall tracepoints otherwise. x86_64 only, like every object here: the numbers
+ * are arch/x86/entry/syscalls/syscall_64.tbl's, and a 32-bit (ia32) syscall, whose numbers differ,
+ * is told apart by the thread's TS_COMPAT flag and left alone (the per-syscall tracepoints skip
+ * those too). */
+#define NR_read 0
+#define NR_write 1
+#define NR_close 3
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendfile 40
+#define NR_connect 42
+#define NR_accept 43
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define NR_accept4 288
+#define NR_recvmmsg 299
+#define NR_sendmmsg 307
+
+#define TS_COMPAT 0x0002 /* arch/x86/include/asm/thread_info.h: a 32-bit syscall is running */
+
+static __always_inline int in_compat_syscall(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	return task->thread_info.status & TS_COMPAT;
+}
+
+/* raw_syscalls:sys_enter is TP_PROTO(struct pt_regs *regs, long id); the arguments are the
+ * registers of the x86_64 syscall convention (di, si, dx, r10, r8, r9). */
+SEC("tp_btf/sys_enter")
+int raw_sys_enter(__u64 *ctx)
+{
+	struct pt_regs *regs = (struct pt_regs *)ctx[0];
+	long id = (long)ctx[1];
+	/* Received data is taken at exit alone (see raw_sys_exit): nothing to do at enter. */
+	switch (id) {
+	case NR_write: case NR_writev: case NR_sendto: case NR_sendmsg: case NR_sendmmsg: case NR_sendfile:
+	case NR_connect: case NR_accept: case NR_accept4: case NR_close:
+		break;
+	default:
+		return 0;
+	}
+	if (in_compat_syscall())
+		return 0;
+	int fd = (int)regs->di;
+	__u64 a1 = regs->si, a2 = regs->dx;
+	switch (id) {
+	case NR_write: stash(STRATA_SYS_WRITE, fd, a1, a2, 0); break;
+	case NR_writev: stash(STRATA_SYS_WRITEV, fd, a1, a2, 0); break;
+	case NR_sendto: stash(STRATA_SYS_SENDTO, fd, a1, a2, regs->r8); break;
+	case NR_sendmsg: stash(STRATA_SYS_SENDMSG, fd, a1, a2, 0); break;
+	case NR_sendmmsg: stash(STRATA_SYS_SENDMMSG, fd, a1, a2, 0); break;
+	/* sendfile(out_fd, in_fd, offset, count): no payload, count in r10 */
+	case NR_sendfile: stash(STRATA_SYS_SENDFILE, fd, 0, regs->r10, 0); break;
+	case NR_connect: stash(STRATA_SYS_CONNECT, fd, a1, a2, 0); break;
+	case NR_accept: stash(STRATA_SYS_ACCEPT, fd, a1, a2, 0); break;
+	case NR_accept4: stash(STRATA_SYS_ACCEPT4, fd, a1, a2, 0); break;
+	case NR_close: on_close(ctx, fd); break;
+	}
+	return 0;
+}
+
+/* A receiving call hooked at its exit alone: the registers still hold its arguments (the syscall
+ * read them from pt_regs and only ax took the result), the buffer holds what arrived, and a
+ * receive is stamped with its exit time anyway. So it costs nothing at enter, and a call that got
+ * nothing (EAGAIN from a non-blocking socket, an error, EOF) costs a comparison at exit: it never
+ * walks the fd table or touches a map. As in the kmod tier, such a record's enter_ns is its own
+ * time. Were the fd closed and given to another socket by another thread while this call blocked,
+ * the data would be put on the new socket; the per-syscall hooks read the socket at enter. */
+static __always_inline int received_at_exit(void *ctx, struct pt_regs *regs, long ret, __u32 syscall,
+					    enum payload_shape shape)
+{
+	if (ret <= 0)
+		return 0;
+	struct strata_config cfg;
+	if (!load_config(&cfg) || !traced(&cfg) || in_compat_syscall())
+		return 0;
+	struct pending_call call = {
+		.arg_buf = regs->si,
+		.arg_len = regs->dx,
+		.arg_addr = shape == SHAPE_ADDRBUF ? regs->r8 : 0,
+		.syscall = syscall,
+		.fd = (int)regs->di,
+	};
+	if (!lookup_socket(call.fd, &call.ref))
+		return 0;
+	if (syscall == STRATA_SYS_RECVMMSG)
+		emit_mmsg(ctx, &call, ret, STRATA_DIR_INGRESS);
+	else
+		copy_and_emit(ctx, &call, ret, STRATA_DIR_INGRESS, shape);
+	return 0;
+}
+
+/* raw_syscalls:sys_exit is TP_PROTO(struct pt_regs *regs, long ret); the syscall's number is in
+ * orig_ax. A compat syscall needs no check for the calls stashed at enter: its enter stashed
+ * nothing, so exit finds no call of its own in flight. */
+SEC("tp_btf/sys_exit")
+int raw_sys_exit(__u64 *ctx)
+{
+	struct pt_regs *regs = (struct pt_regs *)ctx[0];
+	long ret = (long)ctx[1];
+	long id = regs->orig_ax;
+	switch (id) {
+	case NR_read: received_at_exit(ctx, regs, ret, STRATA_SYS_READ, SHAPE_BUFFER); break;
+	case NR_write: exit_data(ctx, ret, STRATA_SYS_WRITE, STRATA_DIR_EGRESS, SHAPE_BUFFER); break;
+	case NR_readv: received_at_exit(ctx, regs, ret, STRATA_SYS_READV, SHAPE_IOVEC); break;
+	case NR_writev: exit_data(ctx, ret, STRATA_SYS_WRITEV, STRATA_DIR_EGRESS, SHAPE_IOVEC); break;
+	case NR_recvfrom: received_at_exit(ctx, regs, ret, STRATA_SYS_RECVFROM, SHAPE_ADDRBUF); break;
+	case NR_sendto: exit_data(ctx, ret, STRATA_SYS_SENDTO, STRATA_DIR_EGRESS, SHAPE_ADDRBUF); break;
+	case NR_recvmsg: received_at_exit(ctx, regs, ret, STRATA_SYS_RECVMSG, SHAPE_MSGHDR); break;
+	case NR_sendmsg: exit_data(ctx, ret, STRATA_SYS_SENDMSG, STRATA_DIR_EGRESS, SHAPE_MSGHDR); break;
+	case NR_sendfile: exit_data(ctx, ret, STRATA_SYS_SENDFILE, STRATA_DIR_EGRESS, SHAPE_NONE); break;
+	case NR_recvmmsg: received_at_exit(ctx, regs, ret, STRATA_SYS_RECVMMSG, SHAPE_NONE); break;
+	case NR_sendmmsg: exit_mmsg(ctx, ret, STRATA_SYS_SENDMMSG, STRATA_DIR_EGRESS); break;
+	case NR_connect: on_connect_exit(ctx, ret); break;
+	case NR_accept: case NR_accept4: exit_accept_common(ctx, ret); break;
+	}
+	return 0;
 }
 #endif

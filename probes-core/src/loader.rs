@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::collections::HashMap as StdHashMap;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::TracePoint;
+use aya::programs::{BtfTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
 use tokio::io::unix::AsyncFd;
 
-use crate::objects::{Buffer, CaptureObject, PROBES};
+use crate::objects::{Buffer, CaptureObject, SyscallHooks};
 use crate::perf_buffer::PerfReader;
 use crate::preflight::{self, PreflightError};
 use strata_event::{wire, Event, LossSource, RecordBatch};
@@ -48,6 +48,18 @@ pub struct CaptureConfig {
     /// no record, and every state change of every TCP socket pays for it, so it is off unless
     /// asked for (`--tcp-states`).
     pub tcp_states: bool,
+    pub hooks: HooksChoice,
+}
+
+/// Which syscall hooks to attach (see [`SyscallHooks`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HooksChoice {
+    /// raw_syscalls where the ring buffer and the kernel's own BTF allow them, else the
+    /// per-syscall tracepoints; and the per-syscall tracepoints, with the reason logged, when the
+    /// kernel refuses the raw_syscalls programs.
+    Auto,
+    /// These hooks or an error.
+    Only(SyscallHooks),
 }
 
 impl Default for CaptureConfig {
@@ -58,6 +70,7 @@ impl Default for CaptureConfig {
             btf: BtfSource::Kernel,
             buffer: Buffer::RingBuffer,
             tcp_states: false,
+            hooks: HooksChoice::Auto,
         }
     }
 }
@@ -89,6 +102,8 @@ pub enum CaptureError {
     Object { object: &'static str, error: String },
     #[error("the kernel's verifier rejected program {program}: {error}\n--- verifier log ---\n{log}")]
     Verifier { program: String, error: String, log: String },
+    #[error("the raw_syscalls hooks need {0}")]
+    RawSyscallsUnavailable(&'static str),
     #[error("attaching {program} to tracepoint {tracepoint} failed: {error}")]
     Attach { program: String, tracepoint: String, error: String },
     #[error("the BPF object lacks map {0}: the object and this binary disagree")]
@@ -142,6 +157,8 @@ pub struct Capture {
     undecodable_reported: u64,
     /// Optional programs left out, with why.
     pub skipped: Vec<(String, String)>,
+    /// Where the programs hook the syscalls.
+    pub hooks: SyscallHooks,
     // Programs and links; detached when this is dropped or taken by `detach`.
     ebpf: Option<Ebpf>,
 }
@@ -157,11 +174,46 @@ impl Capture {
         }
         preflight::check_capabilities()?;
         let events = preflight::ensure_tracefs()?;
-        preflight::check_tracepoints(&events, crate::objects::required_tracepoints())?;
         preflight::raise_memlock_rlimit();
-
-        let object = CaptureObject::for_buffer(cfg.buffer);
         let btf = load_btf(&cfg.btf)?;
+        let per_syscall = CaptureObject::for_transport(cfg.buffer, SyscallHooks::PerSyscall)
+            .expect("every transport has a per-syscall object");
+        // The attach point of a tp_btf program is a type of the kernel's own BTF.
+        let raw = crate::objects::RAW_SYSCALLS_CAPTURE;
+        let raw = match (cfg.buffer, &cfg.btf, preflight::running_release()) {
+            (Buffer::PerfBuffer, _, _) => Err("the ring buffer (5.8+), not the perf buffer"),
+            (_, BtfSource::File(_), _) => Err("the kernel's own BTF, not a BTF file"),
+            (_, _, Some(release)) if release < raw.oldest_kernel => Err("kernel 5.11 or later"),
+            _ => Ok(raw),
+        };
+        match (cfg.hooks, raw) {
+            (HooksChoice::Only(SyscallHooks::PerSyscall), _) | (HooksChoice::Auto, Err(_)) => {
+                Capture::start_object(cfg, per_syscall, &btf, &events)
+            }
+            (HooksChoice::Only(SyscallHooks::RawSyscalls), Err(why)) => Err(CaptureError::RawSyscallsUnavailable(why)),
+            (HooksChoice::Only(SyscallHooks::RawSyscalls), Ok(raw)) => Capture::start_object(cfg, raw, &btf, &events),
+            (HooksChoice::Auto, Ok(raw)) => match Capture::start_object(cfg, raw, &btf, &events) {
+                Ok(capture) => Ok(capture),
+                Err(e) => {
+                    log::warn!(
+                        "the kernel refused the raw_syscalls hooks ({}); capturing on the per-syscall tracepoints",
+                        first_line(&e.to_string())
+                    );
+                    Capture::start_object(cfg, per_syscall, &btf, &events)
+                }
+            },
+        }
+    }
+
+    fn start_object(
+        cfg: &CaptureConfig,
+        object: CaptureObject,
+        btf: &Btf,
+        events: &std::path::Path,
+    ) -> Result<Capture, CaptureError> {
+        if object.hooks == SyscallHooks::PerSyscall {
+            preflight::check_tracepoints(events, crate::objects::required_tracepoints())?;
+        }
         let config = ProgramConfig(wire::Config {
             capture_bytes: cfg.capture_bytes,
             self_tgid: std::process::id(),
@@ -169,7 +221,7 @@ impl Capture {
             _pad: 0,
         });
         let mut loader = EbpfLoader::new();
-        loader.btf(Some(&btf));
+        loader.btf(Some(btf));
         if cfg.buffer == Buffer::RingBuffer {
             loader.override_global("strata_cfg", &config, true).map_max_entries("events", cfg.ring_bytes);
         }
@@ -187,7 +239,7 @@ impl Capture {
         }
 
         let mut skipped = Vec::new();
-        for probe in PROBES.iter().filter(|p| cfg.tcp_states || p.program != "sock_set_state") {
+        for probe in object.probes().iter().filter(|p| cfg.tcp_states || p.program != "sock_set_state") {
             let Some(program) = ebpf.program_mut(probe.program) else {
                 if probe.optional {
                     skipped.push((probe.program.to_string(), format!("not in {}", object.file)));
@@ -198,9 +250,6 @@ impl Capture {
                     error: format!("program {} not in object", probe.program),
                 });
             };
-            let program: &mut TracePoint = program
-                .try_into()
-                .map_err(|e| CaptureError::Object { object: object.file, error: format!("{}: {e}", probe.program) })?;
             if probe.optional && !events.join(probe.category).join(probe.tracepoint).is_dir() {
                 skipped.push((
                     probe.program.to_string(),
@@ -208,13 +257,30 @@ impl Capture {
                 ));
                 continue;
             }
-            let attached = program.load().map_err(|e| verifier_error(probe.program, e)).and_then(|()| {
-                program.attach(probe.category, probe.tracepoint).map(|_| ()).map_err(|e| CaptureError::Attach {
-                    program: probe.program.to_string(),
-                    tracepoint: format!("{}:{}", probe.category, probe.tracepoint),
-                    error: error_chain(&e),
-                })
-            });
+            let attach_error = |e: aya::programs::ProgramError| CaptureError::Attach {
+                program: probe.program.to_string(),
+                tracepoint: format!("{}:{}", probe.category, probe.tracepoint),
+                error: error_chain(&e),
+            };
+            let attached = if probe.category == "raw_syscalls" {
+                let program: &mut BtfTracePoint = program.try_into().map_err(|e| CaptureError::Object {
+                    object: object.file,
+                    error: format!("{}: {e}", probe.program),
+                })?;
+                program
+                    .load(probe.tracepoint, btf)
+                    .map_err(|e| verifier_error(probe.program, e))
+                    .and_then(|()| program.attach().map(|_| ()).map_err(attach_error))
+            } else {
+                let program: &mut TracePoint = program.try_into().map_err(|e| CaptureError::Object {
+                    object: object.file,
+                    error: format!("{}: {e}", probe.program),
+                })?;
+                program
+                    .load()
+                    .map_err(|e| verifier_error(probe.program, e))
+                    .and_then(|()| program.attach(probe.category, probe.tracepoint).map(|_| ()).map_err(attach_error))
+            };
             match attached {
                 Ok(()) => {}
                 Err(e) if probe.optional => skipped.push((probe.program.to_string(), first_line(&e.to_string()))),
@@ -256,6 +322,7 @@ impl Capture {
             undecodable: 0,
             undecodable_reported: 0,
             skipped,
+            hooks: object.hooks,
             ebpf: Some(ebpf),
         })
     }

@@ -51,6 +51,7 @@ pub const HELPERS: &[(u32, &str, Arrival)] = &[
     (131, "bpf_ringbuf_reserve", since(5, 8, "457f44363a8894135c85b7a9afd2bd8196db24ab")),
     (132, "bpf_ringbuf_submit", since(5, 8, "457f44363a8894135c85b7a9afd2bd8196db24ab")),
     (134, "bpf_ringbuf_query", since(5, 8, "457f44363a8894135c85b7a9afd2bd8196db24ab")),
+    (158, "bpf_get_current_task_btf", since(5, 11, "3ca1032ab7ab010eccb107aa515598788f7d93bb")),
 ];
 
 /// Map types by `enum bpf_map_type`.
@@ -68,6 +69,9 @@ pub const TRACEPOINT_PROGRAMS: Arrival = since(4, 7, "98b5c2c65c2951772a8fc661f5
 /// BPF programs on the syscall tracepoints (`syscalls:sys_enter_*`, `sys_exit_*`); 4.9 answers
 /// EINVAL.
 pub const SYSCALL_TRACEPOINTS: Arrival = since(4, 14, "cf5f5cea270655d");
+/// BTF-typed raw tracepoint programs (`tp_btf/`, BPF_PROG_TYPE_TRACING attached by a kernel BTF
+/// type's name); on `raw_syscalls:sys_enter`/`sys_exit` they see (regs, id) and (regs, ret).
+pub const TP_BTF_PROGRAMS: Arrival = since(5, 5, "ac4414b5ca47d16c8de3134cc1b868056c4a68ea");
 /// The `sock:inet_sock_set_state` tracepoint.
 pub const INET_SOCK_SET_STATE: Arrival = since(4, 16, "563e0bb0dc74b3ca888e24f8c08f0239fe4016b0");
 /// Programs above 4 096 instructions (privileged), and the 1M processed-instruction budget.
@@ -278,12 +282,19 @@ pub fn violations(report: &ObjectReport, oldest: KernelRelease) -> Vec<String> {
     }
     for p in &report.programs {
         let at = |what: &str| format!("{} ({}): {what}", p.name, p.section);
-        if !p.section.starts_with("tracepoint/") {
-            out.push(at("not a tracepoint program: the arrival table covers tracepoint programs only"));
+        if p.section == "tp_btf/sys_enter" || p.section == "tp_btf/sys_exit" {
+            out.extend(too_new(at("BTF-typed raw tracepoints"), TP_BTF_PROGRAMS, oldest));
+        } else if !p.section.starts_with("tracepoint/") {
+            out.push(at(
+                "neither a tracepoint program nor a raw_syscalls tp_btf one: the arrival table covers no other",
+            ));
             continue;
+        } else {
+            out.extend(too_new(at("tracepoint programs"), TRACEPOINT_PROGRAMS, oldest));
         }
-        out.extend(too_new(at("tracepoint programs"), TRACEPOINT_PROGRAMS, oldest));
-        if p.section.starts_with("tracepoint/syscalls/") {
+        if p.section.starts_with("tp_btf/") {
+            // raw_syscalls:sys_enter/sys_exit, known above
+        } else if p.section.starts_with("tracepoint/syscalls/") {
             out.extend(too_new(at("BPF on syscall tracepoints"), SYSCALL_TRACEPOINTS, oldest));
         } else if p.section == "tracepoint/sock/inet_sock_set_state" {
             out.extend(too_new(at("tracepoint sock:inet_sock_set_state"), INET_SOCK_SET_STATE, oldest));

@@ -158,3 +158,36 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
+
+/// (major, minor) of a release string such as "6.1.0-27-amd64" or "5.10.0".
+pub fn parse_release(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// The running kernel's (major, minor), from uname(2).
+pub fn running_release() -> Option<(u32, u32)> {
+    // SAFETY: utsname is plain bytes; uname fills it.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return None;
+    }
+    // SAFETY: uname NUL-terminates release.
+    let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) };
+    parse_release(&release.to_string_lossy())
+}
+
+#[cfg(test)]
+mod release_tests {
+    use super::parse_release;
+
+    #[test]
+    fn releases_as_distributions_spell_them() {
+        assert_eq!(parse_release("6.1.0-27-amd64"), Some((6, 1)));
+        assert_eq!(parse_release("5.10.0"), Some((5, 10)));
+        assert_eq!(parse_release("4.14.336-257.562.amzn2.x86_64"), Some((4, 14)));
+        assert_eq!(parse_release("6.18"), Some((6, 18)));
+        assert_eq!(parse_release("garbage"), None);
+    }
+}

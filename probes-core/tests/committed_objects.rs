@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use probes_core::objects::{BTF_CHECK_OBJECT, OBJECT_ORIGIN, PERFBUF_OBJECT, RINGBUF_OBJECT};
+use probes_core::objects::{BTF_CHECK_OBJECT, OBJECT_ORIGIN, PERFBUF_OBJECT, RAW_SYSCALLS_OBJECT, RINGBUF_OBJECT};
 
 #[test]
 fn committed_objects_match_sources() {
@@ -16,6 +16,7 @@ fn committed_objects_match_sources() {
     for (name, built) in [
         ("strata.bpf.o", RINGBUF_OBJECT),
         ("strata_perfbuf.bpf.o", PERFBUF_OBJECT),
+        ("strata_raw.bpf.o", RAW_SYSCALLS_OBJECT),
         ("btf_check.bpf.o", BTF_CHECK_OBJECT),
     ] {
         let committed = std::fs::read(prebuilt.join(name)).unwrap_or_else(|e| panic!("bpf/prebuilt/{name}: {e}"));

@@ -4,12 +4,12 @@
 //! do boot). The table of arrivals lives in src/object_check.rs.
 
 use probes_core::object_check::{analyze, oldest_kernel, violations, MAX_INSNS_OLD};
-use probes_core::objects::{CAPTURE_OBJECTS, PROBES};
+use probes_core::objects::{ALL_CAPTURE_OBJECTS, CAPTURE_OBJECTS, RAW_SYSCALLS_CAPTURE};
 
 #[test]
 fn every_program_of_every_object_loads_on_the_oldest_kernel_its_object_claims() {
     let mut problems = Vec::new();
-    for object in CAPTURE_OBJECTS {
+    for object in ALL_CAPTURE_OBJECTS {
         let report = analyze(object.bytes).unwrap_or_else(|e| panic!("{}: {e}", object.file));
         for v in violations(&report, object.oldest_kernel) {
             problems.push(format!("{}: {v}", object.file));
@@ -42,26 +42,40 @@ fn the_perf_buffer_object_is_what_old_kernels_need_and_the_ring_buffer_object_is
     }
     assert_eq!(oldest_kernel(&ring), (5, 8));
     assert_eq!(oldest_kernel(&perf), (4, 14));
+    // The raw-syscalls object: tp_btf (5.5) and the BTF task pointer (5.11), each named.
+    let raw = analyze(RAW_SYSCALLS_CAPTURE.bytes).unwrap();
+    assert_eq!(oldest_kernel(&raw), (5, 11));
+    let refused = violations(&raw, (5, 4)).join("\n");
+    for needle in ["BTF-typed raw tracepoints", "bpf_get_current_task_btf"] {
+        assert!(refused.contains(needle), "a 5.4 kernel refuses the raw-syscalls object for {needle}:\n{refused}");
+    }
     // Below 4.14 the syscall tracepoints refuse BPF programs.
     assert!(violations(&perf, (4, 13)).iter().any(|v| v.contains("syscall tracepoints")));
 }
 
 #[test]
 fn objects_hold_the_programs_the_loader_attaches() {
-    for object in CAPTURE_OBJECTS {
+    for object in ALL_CAPTURE_OBJECTS {
         let report = analyze(object.bytes).unwrap();
-        for probe in PROBES {
+        for probe in object.probes() {
             let found = report.programs.iter().find(|p| p.name == probe.program);
+            let section = match probe.category {
+                "raw_syscalls" => format!("tp_btf/{}", probe.tracepoint),
+                category => format!("tracepoint/{category}/{}", probe.tracepoint),
+            };
             match found {
-                Some(p) => assert_eq!(
-                    p.section,
-                    format!("tracepoint/{}/{}", probe.category, probe.tracepoint),
-                    "{}: {}",
-                    object.file,
-                    probe.program
-                ),
+                Some(p) => assert_eq!(p.section, section, "{}: {}", object.file, probe.program),
                 None => assert!(probe.optional, "{} lacks the required program {}", object.file, probe.program),
             }
+        }
+        // Nothing loaded twice over: every program of the object is one the loader attaches.
+        for p in &report.programs {
+            assert!(
+                object.probes().iter().any(|probe| probe.program == p.name),
+                "{} holds {}, which the loader never attaches",
+                object.file,
+                p.name
+            );
         }
     }
 }

@@ -1,21 +1,25 @@
 //! What capture costs the service it watches, measured the way operators run strata: wrk -t1 -c32
 //! against nginx on loopback with nothing capturing, with `strata run --output none` (the default
-//! exporters: Prometheus on) on the core tier, the same on the perf-event tier, and with tcpdump
+//! exporters: Prometheus on) on the core tier (its default hooks: raw_syscalls where the kernel has
+//! its own BTF), the core tier on the per-syscall tracepoints (`per-syscall`: what kernels without
+//! BTF run), the same on the perf-event tier, and with tcpdump
 //! capturing 4 KiB of every packet (`tcpdump -i lo -s 4096 -w /dev/null`) as the packet-capture
 //! peer. The modes alternate round by round, so drift on this shared machine hits them alike.
 //!
 //! For each mode: requests/s, the ratio to uncaptured and the capturing process's CPU over the
 //! window (utime + stime). The kernel's per-program statistics (kernel.bpf_stats_enabled) cost
 //! two clock reads per program run, so they are off where throughput is measured and on only in a
-//! mode of their own, `core+stats` (the core tier again): its row gives the mean in-kernel time per
-//! program run and each program's (run_time_ns / run_cnt, read with bpftool). Then a fixed-rate run
+//! mode of their own, `core+stats` (and `per-syscall+stats`): its row gives the in-kernel time per
+//! program run and per request, and each program's (run_time_ns / run_cnt, read with bpftool).
+//! Per request is what compares the hooks: a raw_syscalls program runs for every syscall, most of
+//! them returning at once. Then a fixed-rate run
 //! (RATE requests/s over keep-alive connections) with the core tier: the agent's CPU per 1 000
 //! requests/s, what a fleet pays every day.
 //!
 //!     cargo build --release -p collector && cargo bench -p strata-e2e --bench capture_overhead
 //!
 //! ROUNDS, SECONDS and RATE (environment) change the length and the fixed rate; MODES (a comma
-//! list of off, core, core+stats, perf-event, tcpdump) picks modes; extra strata arguments go in STRATA_ARGS.
+//! list of off, core, core+stats, per-syscall, per-syscall+stats, perf-event, tcpdump) picks modes; extra strata arguments go in STRATA_ARGS.
 //! Needs root, nginx, wrk, tcpdump and bpftool.
 
 use std::collections::BTreeMap;
@@ -58,7 +62,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 /// (run_time_ns, run_cnt) of each of strata's loaded programs, by name.
 fn bpf_stats() -> BTreeMap<String, (u64, u64)> {
-    let ours: Vec<&str> = probes_core::objects::PROBES.iter().map(|p| p.program).collect();
+    let ours: Vec<&str> =
+        probes_core::objects::PROBES.iter().chain(probes_core::objects::RAW_PROBES).map(|p| p.program).collect();
     let out = Command::new(require_tool("bpftool", "bpftool")).args(["prog", "show", "--json"]).output().unwrap();
     let progs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
     let mut stats = BTreeMap::new();
@@ -132,6 +137,15 @@ fn start(mode: &str, extra: &[&str]) -> Option<Capturer> {
     match mode {
         "off" => None,
         "core" | "core+stats" => strata("core"),
+        "per-syscall" | "per-syscall+stats" => {
+            let args = [
+                &["run", "--output", "none", "--tier", "core", "--syscall-hooks", "per-syscall"][..],
+                &["--prometheus-listen", &listen][..],
+                extra,
+            ]
+            .concat();
+            Some(Capturer::Strata(Agent::start_exporting(&args, &[])))
+        }
         "perf-event" => strata("perf-event"),
         "tcpdump" => {
             let child = Command::new(require_tool("tcpdump", "tcpdump"))
@@ -148,7 +162,7 @@ fn start(mode: &str, extra: &[&str]) -> Option<Capturer> {
 }
 
 fn measure(mode: &str, extra: &[&str], load: impl FnOnce() -> f64) -> Window {
-    set_bpf_stats(mode == "core+stats");
+    set_bpf_stats(mode.ends_with("+stats"));
     let capturer = start(mode, extra);
     let pid = capturer.as_ref().map(Capturer::pid);
     let (cpu0, bpf0) = (pid.map(cpu_seconds).unwrap_or(0.0), bpf_stats());
@@ -216,8 +230,10 @@ fn main() {
     let rounds: usize = env("ROUNDS", 5);
     let seconds: u32 = env("SECONDS", 5);
     let rate: u64 = env("RATE", 5000);
-    let modes: Vec<String> =
-        env("MODES", "off,core,core+stats,perf-event,tcpdump".to_string()).split(',').map(str::to_string).collect();
+    let modes: Vec<String> = env("MODES", "off,core,core+stats,per-syscall,perf-event,tcpdump".to_string())
+        .split(',')
+        .map(str::to_string)
+        .collect();
     let extra_args: String = env("STRATA_ARGS", String::new());
     let extra: Vec<&str> = extra_args.split_whitespace().collect();
     // Turned on for the core+stats windows only; restored at the end.
@@ -238,24 +254,34 @@ fn main() {
 
     let off = median(windows.get("off").map(|w| w.iter().map(|w| w.rps).collect()).unwrap_or_default());
     println!("\nmedians over {rounds} rounds of {seconds} s (wrk -t1 -c32 -> nginx on loopback):");
-    println!("{:<12} {:>11} {:>9} {:>14} {:>18}", "mode", "req/s", "vs off", "capturer CPU", "BPF ns/run (mean)");
+    // A raw_syscalls program also runs (and returns at once) for every other syscall, so its
+    // mean per run is not comparable with a per-syscall program's: BPF time per request is.
+    println!(
+        "{:<18} {:>9} {:>7} {:>14} {:>12} {:>15}",
+        "mode", "req/s", "vs off", "capturer CPU", "BPF ns/run", "BPF ns/request"
+    );
     for mode in &modes {
         let ws = &windows[mode];
         let rps = median(ws.iter().map(|w| w.rps).collect());
         let cpu = median(ws.iter().map(|w| w.cpu / seconds as f64).collect());
         let (t, c): (u64, u64) = ws.iter().flat_map(|w| w.bpf.values()).fold((0, 0), |a, (t, c)| (a.0 + t, a.1 + c));
-        let bpf = if c > 0 { format!("{:.0}", t as f64 / c as f64) } else { "-".into() };
+        let requests: f64 = ws.iter().map(|w| w.rps * seconds as f64).sum();
+        let (per_run, per_request) = if c > 0 {
+            (format!("{:.0}", t as f64 / c as f64), format!("{:.0}", t as f64 / requests))
+        } else {
+            ("-".into(), "-".into())
+        };
         let cpu = if mode == "off" { "-".into() } else { format!("{:.0}% of a core", cpu * 100.0) };
-        println!("{mode:<12} {rps:>11.0} {:>9.3} {cpu:>14} {bpf:>18}", rps / off);
+        println!("{mode:<18} {rps:>9.0} {:>7.3} {cpu:>14} {per_run:>12} {per_request:>15}", rps / off);
     }
-    if let Some(core) = windows.get("core+stats") {
+    for mode in modes.iter().filter(|m| m.ends_with("+stats")) {
         let mut per_prog: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        for (name, (t, c)) in core.iter().flat_map(|w| w.bpf.iter()) {
+        for (name, (t, c)) in windows[mode].iter().flat_map(|w| w.bpf.iter()) {
             let e = per_prog.entry(name.as_str()).or_default();
             e.0 += t;
             e.1 += c;
         }
-        println!("\ncore tier with kernel.bpf_stats_enabled, per program (all rounds): runs, mean ns per run");
+        println!("\n{mode}: kernel.bpf_stats_enabled, per program (all rounds): runs, mean ns per run");
         for (name, (t, c)) in per_prog.iter().filter(|(_, (_, c))| *c > 0) {
             println!("  {name:<18} {c:>10} {:>8.0}", *t as f64 / *c as f64);
         }

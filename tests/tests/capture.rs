@@ -55,8 +55,13 @@ struct Mode {
     exact: bool,
 }
 
-/// The CO-RE probes over the BPF ring buffer (5.8+), the default where the kernel has it.
+/// The CO-RE probes over the BPF ring buffer (5.8+), the default where the kernel has it, on their
+/// default hooks (raw_syscalls where the kernel has its own BTF and is 5.11 or later).
 const CORE_RING: Mode = Mode { args: &["--tier", "core", "--transport", "ring-buffer"], exact: true };
+/// The same over each socket syscall's own tracepoints: what the ring buffer carries where the
+/// BTF is not the kernel's own (archived, generated) or the kernel is older than 5.11.
+const CORE_PER_SYSCALL: Mode =
+    Mode { args: &["--tier", "core", "--transport", "ring-buffer", "--syscall-hooks", "per-syscall"], exact: true };
 /// The same probes built for kernels before 5.8 (the perf-buffer object: no global data,
 /// bpf_probe_read, a per-CPU perf event array), forced here so they are proven on this kernel too.
 const CORE_PERF_BUFFER: Mode = Mode { args: &["--tier", "core", "--transport", "perf-buffer"], exact: true };
@@ -64,11 +69,16 @@ const PERF_EVENT: Mode = Mode { args: &["--tier", "perf-event"], exact: false };
 
 /// Generates one test per way of capturing from a check taking the mode.
 macro_rules! per_tier {
-    ($($check:ident => $core:ident, $core_perf_buffer:ident, $perf:ident;)*) => {$(
+    ($($check:ident => $core:ident, $core_per_syscall:ident, $core_perf_buffer:ident, $perf:ident;)*) => {$(
         #[test]
         fn $core() {
             let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
             $check(&CORE_RING);
+        }
+        #[test]
+        fn $core_per_syscall() {
+            let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+            $check(&CORE_PER_SYSCALL);
         }
         #[test]
         fn $core_perf_buffer() {
@@ -84,14 +94,14 @@ macro_rules! per_tier {
 }
 
 per_tier! {
-    http_over_ipv4 => core_curl_to_nginx_over_ipv4, core_perf_buffer_curl_to_nginx_over_ipv4,
-        perf_event_curl_to_nginx_over_ipv4;
-    http_over_ipv6 => core_curl_to_nginx_over_ipv6, core_perf_buffer_curl_to_nginx_over_ipv6,
-        perf_event_curl_to_nginx_over_ipv6;
-    dns_over_udp => core_dns_query_over_udp_with_addresses, core_perf_buffer_dns_query_over_udp_with_addresses,
-        perf_event_dns_query_over_udp_with_addresses;
-    truncation => core_payload_over_the_cap_is_truncated, core_perf_buffer_payload_over_the_cap_is_truncated,
-        perf_event_payload_over_the_cap_is_truncated;
+    http_over_ipv4 => core_curl_to_nginx_over_ipv4, core_per_syscall_curl_to_nginx_over_ipv4,
+        core_perf_buffer_curl_to_nginx_over_ipv4, perf_event_curl_to_nginx_over_ipv4;
+    http_over_ipv6 => core_curl_to_nginx_over_ipv6, core_per_syscall_curl_to_nginx_over_ipv6,
+        core_perf_buffer_curl_to_nginx_over_ipv6, perf_event_curl_to_nginx_over_ipv6;
+    dns_over_udp => core_dns_query_over_udp_with_addresses, core_per_syscall_dns_query_over_udp_with_addresses,
+        core_perf_buffer_dns_query_over_udp_with_addresses, perf_event_dns_query_over_udp_with_addresses;
+    truncation => core_payload_over_the_cap_is_truncated, core_per_syscall_payload_over_the_cap_is_truncated,
+        core_perf_buffer_payload_over_the_cap_is_truncated, perf_event_payload_over_the_cap_is_truncated;
 }
 
 fn http_over_ipv4(mode: &Mode) {
@@ -386,6 +396,27 @@ fn fd_reused_without_close(mode: &Mode) {
     assert_ne!(after[0]["sock_id"], mine[0]["sock_id"], "a new socket, not the cached one");
 }
 
+/// The default hooks follow the kernel: raw_syscalls (tp_btf) where it has its own BTF and is 5.11
+/// or later (bpf_get_current_task_btf), each syscall's own tracepoints elsewhere; the log says which.
+#[test]
+fn core_default_hooks_follow_the_kernel() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut numbers = release.trim().split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    let raw = version >= (5, 11) && std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
+    let c = Agent::start(CORE_RING.args).stop();
+    assert!(c.status.success(), "strata exited with {}: {}", c.status, c.stderr);
+    let expected = if raw { "on raw_syscalls (tp_btf)" } else { "on per-syscall tracepoints" };
+    assert!(c.stderr.contains(expected), "kernel {version:?}, BTF {raw}: expected {expected:?} in:\n{}", c.stderr);
+    let c = Agent::start(CORE_PER_SYSCALL.args).stop();
+    assert!(c.stderr.contains("on per-syscall tracepoints"), "forced per-syscall:\n{}", c.stderr);
+    // compat-check tells the same in advance.
+    let out = Command::new(strata_e2e::strata_bin()).args(["compat-check", "--json"]).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["syscall_hooks"], if raw { "raw-syscalls" } else { "per-syscall" }, "{report}");
+}
+
 #[test]
 fn core_fd_reused_without_close_is_not_the_old_socket() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -398,15 +429,16 @@ fn core_perf_buffer_fd_reused_without_close_is_not_the_old_socket() {
     fd_reused_without_close(&CORE_PERF_BUFFER);
 }
 
-/// The CO-RE probes hand every syscall record on to other perf listeners (a BPF program on a
-/// tracepoint that returns 0 hides the record from them): a perf-event reader on the same node,
+/// The per-syscall probes hand every syscall record on to other perf listeners (a BPF program on
+/// a tracepoint that returns 0 hides the record from them): a perf-event reader on the same node,
 /// another tool or strata's own perf-event tier, still sees the traffic while the probes run.
+/// (The raw_syscalls hooks do not touch those records at all.)
 #[test]
 fn core_probes_leave_the_tracepoints_to_other_readers() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let nginx = servers::nginx();
     let curl_bin = require_tool("curl", "curl");
-    let core = Agent::start(CORE_RING.args);
+    let core = Agent::start(CORE_PER_SYSCALL.args);
     with_retries_for_a_late_tier(|| {
         let perf = Agent::start(PERF_EVENT.args);
         let curl = Command::new(&curl_bin)

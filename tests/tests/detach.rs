@@ -24,24 +24,23 @@ fn strata_programs() -> Vec<String> {
         .collect()
 }
 
-/// strata's program names (bpftool shows the full name from BTF where the kernel kept 15 bytes).
+/// strata's program names, of both hooks (bpftool shows the full name from BTF where the kernel
+/// kept 15 bytes).
 fn probes_names() -> Vec<&'static str> {
-    probes_core::objects::PROBES.iter().map(|p| p.program).collect()
+    let objects = probes_core::objects::PROBES.iter().chain(probes_core::objects::RAW_PROBES);
+    objects.map(|p| p.program).collect()
 }
 
-/// The programs every kernel strata runs on has loaded (optional ones may be left out).
-fn required_probes() -> usize {
-    probes_core::objects::PROBES.iter().filter(|p| !p.optional).count()
+/// The programs every kernel strata runs these hooks on has loaded (optional ones may be left out).
+fn required(probes: &[probes_core::objects::Probe]) -> Vec<&'static str> {
+    probes.iter().filter(|p| !p.optional).map(|p| p.program).collect()
 }
 
-fn check_detach_on(signal: i32) {
-    let agent = Agent::start(&[]);
+fn check_detach_on(signal: i32, hooks: &str, probes: &[probes_core::objects::Probe]) {
+    let agent = Agent::start(&["--tier", "core", "--syscall-hooks", hooks]);
     let loaded = strata_programs();
-    assert!(
-        loaded.len() >= required_probes(),
-        "while running, strata's {} required programs are loaded: {loaded:?}",
-        required_probes()
-    );
+    let missing: Vec<&str> = required(probes).into_iter().filter(|p| !loaded.iter().any(|l| l == p)).collect();
+    assert!(missing.is_empty(), "while running on {hooks}, strata's programs {missing:?} are not loaded: {loaded:?}");
     let c = agent.stop_with(signal);
     assert!(c.status.success(), "clean exit on signal {signal}: {} {}", c.status, c.stderr);
     // Program teardown is synchronous on close of the last fd; give the kernel's RCU a moment.
@@ -53,12 +52,27 @@ fn check_detach_on(signal: i32) {
         std::thread::sleep(Duration::from_millis(100));
         left = strata_programs();
     }
-    assert!(left.is_empty(), "programs left behind after signal {signal}: {left:?}");
+    assert!(left.is_empty(), "programs left behind after signal {signal} on {hooks}: {left:?}");
 }
 
-// One test for both signals: a parallel agent's programs would be counted as left behind.
+/// raw_syscalls hooks need the kernel's own BTF and 5.11 (bpf_get_current_task_btf).
+fn kernel_runs_raw_syscall_hooks() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut numbers = release.trim().split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    version >= (5, 11) && std::path::Path::new("/sys/kernel/btf/vmlinux").exists()
+}
+
+// One test for both signals and both hooks: a parallel agent's programs would be counted as left
+// behind.
 #[test]
 fn sigint_and_sigterm_detach_every_program() {
-    check_detach_on(libc::SIGINT);
-    check_detach_on(libc::SIGTERM);
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        check_detach_on(signal, "per-syscall", probes_core::objects::PROBES);
+        if kernel_runs_raw_syscall_hooks() {
+            check_detach_on(signal, "raw-syscalls", probes_core::objects::RAW_PROBES);
+        } else {
+            eprintln!("this kernel lacks BTF or is older than 5.11: the raw_syscalls hooks are not tried");
+        }
+    }
 }

@@ -30,6 +30,21 @@ fn bad_arguments_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `--syscall-hooks raw-syscalls` where they cannot be had (over the perf buffer: there is no such
+/// object): exit 3, and why.
+#[test]
+fn raw_syscall_hooks_over_the_perf_buffer_exit_3_with_the_reason() {
+    let out = Command::new(strata_bin())
+        .args(["run", "--tier", "core", "--transport", "perf-buffer", "--syscall-hooks", "raw-syscalls"])
+        .args(["--output", "jsonl", "--prometheus-listen", "off", "--duration", "1s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "stderr: {stderr}");
+    assert!(stderr.contains("the raw_syscalls hooks need the ring buffer"), "stderr: {stderr}");
+    assert!(out.stdout.is_empty());
+}
+
 /// `--tier kmod` where strata's module cannot be had (here: no build tree at the --headers given,
 /// and whatever else this host lacks for modules): exit 3, and the reasons.
 #[test]

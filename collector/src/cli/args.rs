@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kernel_compat::Tier;
+use probes_core::loader::HooksChoice;
+use probes_core::objects::SyscallHooks;
 use probes_legacy::capture::{PerfConfig, Wakeup};
 
 use collector::sources::CaptureSettings;
@@ -45,6 +47,18 @@ pub enum TransportChoice {
     PerfBuffer,
 }
 
+/// `--syscall-hooks`: where the CO-RE probes hook the socket syscalls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyscallHooksArg {
+    /// raw_syscalls where the ring buffer and the kernel's own BTF allow, else per-syscall.
+    Auto,
+    /// Each socket syscall's own tracepoints (syscalls:sys_enter_read, ...): any BTF, 4.14+.
+    PerSyscall,
+    /// Two BTF-typed programs on raw_syscalls:sys_enter/sys_exit (tp_btf): cheaper per captured
+    /// call; the ring buffer and the kernel's own BTF only.
+    RawSyscalls,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PerfWakeupArg {
     PerSample,
@@ -61,6 +75,10 @@ pub struct CaptureArgs {
     /// How the CO-RE tiers' records travel: the ring buffer (5.8+) or the per-CPU perf buffer.
     #[arg(long, value_enum, default_value_t = TransportChoice::Auto)]
     pub transport: TransportChoice,
+    /// Where the CO-RE probes hook the socket syscalls: raw_syscalls (one cheap call per syscall
+    /// of the node, a full one only for socket syscalls) or each syscall's own tracepoints.
+    #[arg(long, value_enum, default_value_t = SyscallHooksArg::Auto)]
+    pub syscall_hooks: SyscallHooksArg,
     /// Payload bytes captured per syscall (at most 8192); the true byte count is always reported.
     #[arg(long, default_value_t = 4096)]
     pub capture_bytes: u32,
@@ -112,6 +130,11 @@ impl CaptureArgs {
             capture_bytes: self.capture_bytes,
             ring_bytes: self.ring_bytes,
             tcp_states: self.tcp_states,
+            hooks: match self.syscall_hooks {
+                SyscallHooksArg::Auto => HooksChoice::Auto,
+                SyscallHooksArg::PerSyscall => HooksChoice::Only(SyscallHooks::PerSyscall),
+                SyscallHooksArg::RawSyscalls => HooksChoice::Only(SyscallHooks::RawSyscalls),
+            },
             perf: PerfConfig {
                 capture_bytes: self.capture_bytes,
                 realtime: self.perf_realtime,

@@ -10,7 +10,7 @@
 pub mod replay;
 
 use kernel_compat::Tier;
-use probes_core::loader::{BtfSource, Capture, CaptureConfig, CaptureError};
+use probes_core::loader::{BtfSource, Capture, CaptureConfig, CaptureError, HooksChoice};
 use probes_core::objects::Buffer;
 use probes_kmod::capture::{KmodCapture, KmodConfig, KmodError};
 use probes_legacy::capture::{PerfConfig, PerfError, PerfEventCapture};
@@ -27,6 +27,8 @@ pub struct CaptureSettings {
     pub perf: PerfConfig,
     /// CO-RE tiers: also capture TCP state changes (events no record needs).
     pub tcp_states: bool,
+    /// CO-RE tiers: where the probes hook the syscalls.
+    pub hooks: HooksChoice,
 }
 
 /// A running live capture of one tier.
@@ -86,12 +88,14 @@ impl LiveSource {
                     btf: btf.clone(),
                     buffer,
                     tcp_states: settings.tcp_states,
+                    hooks: settings.hooks,
                 };
                 let capture = Capture::start(&cfg)?;
                 let skipped = capture.skipped.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>();
                 let description = format!(
-                    "CO-RE probes relocated with the {}, {} of {} KiB, objects from {}{}",
+                    "CO-RE probes relocated with the {}, on {}, {} of {} KiB, objects from {}{}",
                     btf.describe(),
+                    capture.hooks.name(),
                     buffer.name(),
                     cfg.ring_bytes / 1024,
                     probes_core::objects::OBJECT_ORIGIN,
