@@ -76,6 +76,7 @@ pub fn decode(record: &Bytes) -> Result<Event, DecodeError> {
                 truncated: ev.flags & wire::FLAG_TRUNCATED != 0,
                 peer_from_msg: ev.flags & wire::FLAG_PEER_FROM_MSG != 0,
                 payload_stale: false,
+                tls_skipped: ev.flags & wire::FLAG_TLS_SKIPPED != 0,
                 enter_ns: ev.enter_ns,
                 exit_ns: ev.hdr.ts_ns,
             })

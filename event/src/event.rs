@@ -181,6 +181,9 @@ pub struct Data {
     /// The payload was read from the process after the syscall, not during it (perf-event tier):
     /// the process may have changed the buffer meanwhile.
     pub payload_stale: bool,
+    /// Not copied, only counted: the connection began with a TLS handshake, which no parser can
+    /// read past (CO-RE tiers).
+    pub tls_skipped: bool,
     pub enter_ns: u64,
     pub exit_ns: u64,
 }

@@ -18,6 +18,7 @@ pub const LOST_SLOTS: u32 = 6;
 
 pub const FLAG_TRUNCATED: u8 = 1;
 pub const FLAG_PEER_FROM_MSG: u8 = 2;
+pub const FLAG_TLS_SKIPPED: u8 = 4;
 
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;

@@ -86,6 +86,7 @@ struct strata_config {
 
 #define STRATA_FLAG_TRUNCATED 1 /* fewer bytes captured than moved */
 #define STRATA_FLAG_PEER_FROM_MSG 2 /* remote address taken from the syscall's sockaddr (UDP) */
+#define STRATA_FLAG_TLS_SKIPPED 4 /* not copied: the connection began with a TLS handshake */
 
 /* An endpoint: family is AF_INET (2) or AF_INET6 (10); port in host order; IPv4 in addr[0..4]. */
 struct strata_endpoint {

@@ -18,6 +18,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define EINPROGRESS 115
+#define MSG_PEEK 2
 
 /* What every program returns: non-zero lets the kernel hand the tracepoint's record on to perf
  * listeners too (perf_trace_run_bpf_submit); 0 would hide these syscalls from every other tool
@@ -59,7 +60,9 @@ struct conn_totals {
 	__u64 first_seen_ns;
 	struct strata_socket sock;
 	__u8 role;
-	__u8 _pad[3];
+	/* The connection began with a TLS handshake: its payload is counted, no longer copied. */
+	__u8 tls;
+	__u8 _pad[2];
 };
 
 struct {
@@ -269,10 +272,26 @@ ENTER_BUF(read, STRATA_SYS_READ)
 ENTER_BUF(write, STRATA_SYS_WRITE)
 ENTER_BUF(readv, STRATA_SYS_READV)
 ENTER_BUF(writev, STRATA_SYS_WRITEV)
-ENTER_BUF(recvmsg, STRATA_SYS_RECVMSG)
 ENTER_BUF(sendmsg, STRATA_SYS_SENDMSG)
-ENTER_BUF(recvmmsg, STRATA_SYS_RECVMMSG)
 ENTER_BUF(sendmmsg, STRATA_SYS_SENDMMSG)
+
+/* recvmsg(fd, msg, flags) and recvmmsg(fd, vec, vlen, flags, timeout): a MSG_PEEK looks at data
+ * without taking it (the next receive returns it again), so it is not recorded. */
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int enter_recvmsg(struct strata_sys_enter *ctx)
+{
+	if (!(ctx->args[2] & MSG_PEEK))
+		stash(STRATA_SYS_RECVMSG, (int)ctx->args[0], ctx->args[1], ctx->args[2], 0);
+	return STRATA_PASS_ON;
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int enter_recvmmsg(struct strata_sys_enter *ctx)
+{
+	if (!(ctx->args[3] & MSG_PEEK))
+		stash(STRATA_SYS_RECVMMSG, (int)ctx->args[0], ctx->args[1], ctx->args[2], 0);
+	return STRATA_PASS_ON;
+}
 ENTER_BUF(connect, STRATA_SYS_CONNECT)
 ENTER_BUF(accept, STRATA_SYS_ACCEPT)
 ENTER_BUF(accept4, STRATA_SYS_ACCEPT4)
@@ -281,7 +300,8 @@ ENTER_BUF(accept4, STRATA_SYS_ACCEPT4)
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int enter_recvfrom(struct strata_sys_enter *ctx)
 {
-	stash(STRATA_SYS_RECVFROM, (int)ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[4]);
+	if (!(ctx->args[3] & MSG_PEEK))
+		stash(STRATA_SYS_RECVFROM, (int)ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[4]);
 	return STRATA_PASS_ON;
 }
 
@@ -361,22 +381,28 @@ static __always_inline void copy_iovecs(struct data_scratch *s, __u32 cap, __u32
 	}
 }
 
+/* `t` is the connection's totals entry (NULL when the table had no room); `flags` what the caller
+ * knows beyond truncation and the peer. */
 static __always_inline int emit_data(void *ctx, struct data_scratch *s, struct pending_call *call,
-				     __u8 direction, __u64 byte_count, __u32 captured, __u64 peer_addr)
+				     struct conn_totals *t, __u8 flags, __u8 direction, __u64 byte_count,
+				     __u32 captured, __u64 peer_addr)
 {
 	struct strata_data_event *ev = &s->ev;
-	struct conn_totals *t = totals_for(call->fd, &call->ref, STRATA_ROLE_UNKNOWN, 0);
 	fill_header(&ev->hdr, STRATA_KIND_DATA, call->fd, call->ref.sock_id);
-	if (t)
+	if (t) {
+		/* Keeps clang from computing &t->sock before the NULL check, which the verifier refuses
+		 * (pointer arithmetic on a map value that may be NULL). */
+		asm volatile("" : "+r"(t));
 		ev->sock = t->sock;
-	else
+	} else {
 		read_socket((struct socket *)call->ref.sock, &ev->sock);
+	}
 	/* 0: the call was hooked at its exit only (received data on the raw_syscalls hooks). */
 	ev->enter_ns = call->enter_ns ? call->enter_ns : ev->hdr.ts_ns;
 	ev->byte_count = byte_count;
 	ev->syscall = call->syscall;
 	ev->direction = direction;
-	ev->flags = 0;
+	ev->flags = flags;
 	ev->_pad0 = 0;
 	ev->_pad1 = 0;
 	if (read_user_sockaddr(peer_addr, &ev->sock.remote))
@@ -388,6 +414,7 @@ static __always_inline int emit_data(void *ctx, struct data_scratch *s, struct p
 	ev->captured_len = captured;
 
 	if (t) {
+		asm volatile("" : "+r"(t));
 		ev->sock.role = t->role;
 		if (direction == STRATA_DIR_EGRESS)
 			__sync_fetch_and_add(&t->bytes_sent, byte_count);
@@ -415,6 +442,15 @@ enum payload_shape {
 	SHAPE_NONE,     /* sendfile: no payload */
 };
 
+/* A TLS connection's first bytes: a handshake record (22) of version 3.x holding a ClientHello (1)
+ * or ServerHello (2). No protocol strata parses can begin so: a MySQL, PostgreSQL or Kafka length
+ * would be absurd, an HTTP or Redis opening is text, and DNS over TCP would need a query id and
+ * flags of exactly this shape. No parser can read what follows, so the rest is only counted. */
+static __always_inline int tls_handshake(const __u8 *p)
+{
+	return p[0] == 0x16 && p[1] == 0x03 && p[2] <= 0x04 && (p[5] == 0x01 || p[5] == 0x02);
+}
+
 /* Copies what a successful call moved (ret > 0) and emits it; `call` holds its arguments. */
 static __always_inline void copy_and_emit(void *ctx, struct pending_call *call, long ret, __u8 direction,
 					  enum payload_shape shape)
@@ -424,33 +460,42 @@ static __always_inline void copy_and_emit(void *ctx, struct pending_call *call, 
 	struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s || !load_config(&cfg))
 		return;
+	struct conn_totals *t = totals_for(call->fd, &call->ref, STRATA_ROLE_UNKNOWN, 0);
+	__u8 flags = 0;
+	if (t && t->tls) {
+		flags = STRATA_FLAG_TLS_SKIPPED;
+		shape = SHAPE_NONE;
+	}
 
 	__u32 off = 0;
+	__u64 peer = 0;
 	switch (shape) {
 	case SHAPE_BUFFER:
 		copy_chunk(s, cfg.capture_bytes, &off, call->arg_buf, ret);
-		emit_data(ctx, s, call, direction, ret, off, 0);
 		break;
 	case SHAPE_ADDRBUF:
 		copy_chunk(s, cfg.capture_bytes, &off, call->arg_buf, ret);
-		emit_data(ctx, s, call, direction, ret, off, call->arg_addr);
+		peer = call->arg_addr;
 		break;
 	case SHAPE_IOVEC:
 		copy_iovecs(s, cfg.capture_bytes, &off, call->arg_buf, call->arg_len, ret);
-		emit_data(ctx, s, call, direction, ret, off, 0);
 		break;
 	case SHAPE_MSGHDR: {
 		struct strata_msghdr msg = {};
 		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)call->arg_buf))
-			break;
+			return;
 		copy_iovecs(s, cfg.capture_bytes, &off, msg.iov, msg.iovlen, ret);
-		emit_data(ctx, s, call, direction, ret, off, msg.name);
+		peer = msg.name;
 		break;
 	}
 	case SHAPE_NONE:
-		emit_data(ctx, s, call, direction, ret, 0, 0);
 		break;
 	}
+	/* The connection's first bytes decide (nothing counted on it yet): this chunk still goes out
+	 * whole, so the agent sees the handshake. */
+	if (t && !t->tls && off >= 6 && t->bytes_sent == 0 && t->bytes_received == 0 && tls_handshake(s->payload))
+		t->tls = 1;
+	emit_data(ctx, s, call, t, flags, direction, ret, off, peer);
 }
 
 static __always_inline int exit_data(void *ctx, long ret, __u32 syscall, __u8 direction, enum payload_shape shape)
@@ -473,6 +518,7 @@ static __always_inline void emit_mmsg(void *ctx, struct pending_call *call, long
 	struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!load_config(&cfg) || !s)
 		return;
+	struct conn_totals *t = totals_for(call->fd, &call->ref, STRATA_ROLE_UNKNOWN, 0);
 #pragma unroll
 	for (int i = 0; i < STRATA_MAX_MMSG; i++) {
 		if (i >= ret)
@@ -484,7 +530,7 @@ static __always_inline void emit_mmsg(void *ctx, struct pending_call *call, long
 		}
 		__u32 off = 0;
 		copy_iovecs(s, cfg.capture_bytes, &off, m.hdr.iov, m.hdr.iovlen, m.len);
-		emit_data(ctx, s, call, direction, m.len, off, m.hdr.name);
+		emit_data(ctx, s, call, t, 0, direction, m.len, off, m.hdr.name);
 	}
 	if (ret > STRATA_MAX_MMSG)
 		count_lost_n(STRATA_LOST_MMSG, ret - STRATA_MAX_MMSG);
@@ -770,9 +816,10 @@ int raw_sys_enter(__u64 *ctx)
  * time. Were the fd closed and given to another socket by another thread while this call blocked,
  * the data would be put on the new socket; the per-syscall hooks read the socket at enter. */
 static __always_inline int received_at_exit(void *ctx, struct pt_regs *regs, long ret, __u32 syscall,
-					    enum payload_shape shape)
+					    enum payload_shape shape, __u64 flags)
 {
-	if (ret <= 0)
+	/* A MSG_PEEK took nothing: the next receive returns the same bytes. */
+	if (ret <= 0 || (flags & MSG_PEEK))
 		return 0;
 	struct strata_config cfg;
 	if (!load_config(&cfg) || !traced(&cfg) || in_compat_syscall())
@@ -803,16 +850,16 @@ int raw_sys_exit(__u64 *ctx)
 	long ret = (long)ctx[1];
 	long id = regs->orig_ax;
 	switch (id) {
-	case NR_read: received_at_exit(ctx, regs, ret, STRATA_SYS_READ, SHAPE_BUFFER); break;
+	case NR_read: received_at_exit(ctx, regs, ret, STRATA_SYS_READ, SHAPE_BUFFER, 0); break;
 	case NR_write: exit_data(ctx, ret, STRATA_SYS_WRITE, STRATA_DIR_EGRESS, SHAPE_BUFFER); break;
-	case NR_readv: received_at_exit(ctx, regs, ret, STRATA_SYS_READV, SHAPE_IOVEC); break;
+	case NR_readv: received_at_exit(ctx, regs, ret, STRATA_SYS_READV, SHAPE_IOVEC, 0); break;
 	case NR_writev: exit_data(ctx, ret, STRATA_SYS_WRITEV, STRATA_DIR_EGRESS, SHAPE_IOVEC); break;
-	case NR_recvfrom: received_at_exit(ctx, regs, ret, STRATA_SYS_RECVFROM, SHAPE_ADDRBUF); break;
+	case NR_recvfrom: received_at_exit(ctx, regs, ret, STRATA_SYS_RECVFROM, SHAPE_ADDRBUF, regs->r10); break;
 	case NR_sendto: exit_data(ctx, ret, STRATA_SYS_SENDTO, STRATA_DIR_EGRESS, SHAPE_ADDRBUF); break;
-	case NR_recvmsg: received_at_exit(ctx, regs, ret, STRATA_SYS_RECVMSG, SHAPE_MSGHDR); break;
+	case NR_recvmsg: received_at_exit(ctx, regs, ret, STRATA_SYS_RECVMSG, SHAPE_MSGHDR, regs->dx); break;
 	case NR_sendmsg: exit_data(ctx, ret, STRATA_SYS_SENDMSG, STRATA_DIR_EGRESS, SHAPE_MSGHDR); break;
 	case NR_sendfile: exit_data(ctx, ret, STRATA_SYS_SENDFILE, STRATA_DIR_EGRESS, SHAPE_NONE); break;
-	case NR_recvmmsg: received_at_exit(ctx, regs, ret, STRATA_SYS_RECVMMSG, SHAPE_NONE); break;
+	case NR_recvmmsg: received_at_exit(ctx, regs, ret, STRATA_SYS_RECVMMSG, SHAPE_NONE, regs->r10); break;
 	case NR_sendmmsg: exit_mmsg(ctx, ret, STRATA_SYS_SENDMMSG, STRATA_DIR_EGRESS); break;
 	case NR_connect: on_connect_exit(ctx, ret); break;
 	case NR_accept: case NR_accept4: exit_accept_common(ctx, ret); break;

@@ -577,6 +577,7 @@ impl<H: Host> Tracker<H> {
             payload: Payload::from(payload),
             peer_from_msg: peer.is_some(),
             payload_stale: true,
+            tls_skipped: false,
             enter_ns: p.enter_ns,
             exit_ns: s.time,
         });

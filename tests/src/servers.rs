@@ -91,6 +91,48 @@ fn nginx_listening(listen_options: &str) -> Server {
     Server { child, port, dir }
 }
 
+/// nginx as [`nginx`] does, over TLS (a self-signed certificate made with openssl for the test),
+/// on 127.0.0.1.
+pub fn nginx_tls() -> Server {
+    let bin = require_tool("nginx", "nginx-light");
+    let openssl = require_tool("openssl", "openssl");
+    let dir = scratch_dir("nginx-tls");
+    let made = Command::new(openssl)
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(made.success(), "openssl could not make a certificate");
+    let port = crate::free_port();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nerror_log {dir}/error.log;\npid {dir}/nginx.pid;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
+           fastcgi_temp_path {dir}/fcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
+           server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {dir}/cert.pem;\n\
+             ssl_certificate_key {dir}/key.pem;\n    location / {{ return 200 \"hello over tls\\n\"; }}\n  }}\n}}\n",
+        dir = dir.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let mut child = Command::new(bin)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-p")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn nginx");
+    wait_for_tcp(&format!("127.0.0.1:{port}"), &mut child, "nginx");
+    Server { child, port, dir }
+}
+
 /// nginx serving the files under `root` (a BTF archive, say) on 127.0.0.1, one process.
 pub fn nginx_files(root: &std::path::Path) -> Server {
     let bin = require_tool("nginx", "nginx-light");

@@ -529,3 +529,101 @@ fn core_perf_buffer_mmsg_beyond_the_fourth_is_counted() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     mmsg_beyond_the_fourth_is_counted(&CORE_PERF_BUFFER);
 }
+
+/// A connection that begins with a TLS handshake is copied no further: its first chunk goes out
+/// whole (the agent sees the handshake), every later one only as its byte count, flagged
+/// `tls_skipped`, on both ends. No parser can read TLS, so copying it only cost the service.
+fn tls_is_counted_not_copied(mode: &Mode) {
+    let nginx = servers::nginx_tls();
+    let curl_bin = require_tool("curl", "curl");
+    let agent = Agent::start(mode.args);
+    let curl = Command::new(&curl_bin)
+        .args(["-sSk", "-o", "/dev/null", &format!("https://127.0.0.1:{}/tls", nginx.port)])
+        .spawn()
+        .unwrap();
+    let pid = curl.id();
+    assert!(curl.wait_with_output().unwrap().status.success());
+    std::thread::sleep(Duration::from_millis(200));
+    let c = agent.stop();
+    assert!(c.status.success(), "strata exited with {}: {}", c.status, c.stderr);
+
+    for (who, pid, opening) in [("curl", pid, "egress"), ("nginx", nginx.pid(), "ingress")] {
+        let mut evs: Vec<&Value> = c.of_pid(pid).filter(|e| e["event"] == "data").collect();
+        // Perf buffers are per CPU: order by time.
+        evs.sort_by_key(|e| e["exit_ns"].as_u64().unwrap());
+        assert!(evs.len() >= 3, "{who}: a handshake and a request need several chunks: {evs:?}");
+        let hello = Captured::payload(evs[0]);
+        assert_eq!(evs[0]["direction"], opening, "{who}: the ClientHello opens the connection: {}", evs[0]);
+        assert!(hello.starts_with(&[0x16, 0x03]), "{who}: the handshake is copied whole: {}", evs[0]);
+        assert_eq!(evs[0]["tls_skipped"], false, "{who}: {}", evs[0]);
+        for e in &evs[1..] {
+            assert_eq!(e["tls_skipped"], true, "{who}: after the handshake only counts: {e}");
+            assert!(Captured::payload(e).is_empty(), "{who}: no payload copied: {e}");
+            assert!(e["byte_count"].as_u64().unwrap() > 0, "{who}: the bytes are still counted: {e}");
+        }
+    }
+}
+
+#[test]
+fn core_tls_is_counted_not_copied() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    tls_is_counted_not_copied(&CORE_RING);
+}
+
+#[test]
+fn core_per_syscall_tls_is_counted_not_copied() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    tls_is_counted_not_copied(&CORE_PER_SYSCALL);
+}
+
+#[test]
+fn core_perf_buffer_tls_is_counted_not_copied() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    tls_is_counted_not_copied(&CORE_PERF_BUFFER);
+}
+
+/// A receive with MSG_PEEK looks at bytes without taking them: the next receive returns them
+/// again, so only that one is data (nginx peeks at the first byte of every TLS connection).
+fn peek_is_not_data(mode: &Mode) {
+    use std::os::fd::AsRawFd;
+    let nginx = servers::nginx();
+    let agent = Agent::start(mode.args);
+    let mut s = TcpStream::connect(("127.0.0.1", nginx.port)).unwrap();
+    s.write_all(b"GET /peeked HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(s.peek(&mut buf).unwrap() > 0);
+    let mut got = Vec::new();
+    while !got.ends_with(b"hello from nginx\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "nginx closed the connection");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let fd = s.as_raw_fd();
+    drop(s);
+    std::thread::sleep(Duration::from_millis(200));
+    let c = agent.stop();
+    assert!(c.status.success(), "strata exited with {}: {}", c.status, c.stderr);
+    let received: Vec<&Value> =
+        data_events(&c, std::process::id(), "ingress").into_iter().filter(|e| e["fd"] == fd).collect();
+    assert_eq!(sum_bytes(&received), got.len() as u64, "the peeked bytes are not counted again: {received:?}");
+    let whole: Vec<u8> = received.iter().flat_map(|e| Captured::payload(e)).collect();
+    assert_eq!(whole, got);
+}
+
+#[test]
+fn core_peek_is_not_data() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    peek_is_not_data(&CORE_RING);
+}
+
+#[test]
+fn core_per_syscall_peek_is_not_data() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    peek_is_not_data(&CORE_PER_SYSCALL);
+}
+
+#[test]
+fn core_perf_buffer_peek_is_not_data() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    peek_is_not_data(&CORE_PERF_BUFFER);
+}

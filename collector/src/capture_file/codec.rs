@@ -51,7 +51,10 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) {
                 Direction::Ingress => 2,
             });
             w.u64(d.byte_count);
-            w.u8(d.truncated as u8 | (d.peer_from_msg as u8) << 1 | (d.payload_stale as u8) << 2);
+            w.u8(d.truncated as u8
+                | (d.peer_from_msg as u8) << 1
+                | (d.payload_stale as u8) << 2
+                | (d.tls_skipped as u8) << 3);
             w.u64(d.enter_ns);
             w.u64(d.exit_ns);
             w.u32(d.payload.len() as u32);
@@ -256,7 +259,7 @@ impl<'a> Reader<'a> {
                 };
                 let byte_count = self.u64()?;
                 let flags = self.u8()?;
-                if flags > 7 {
+                if flags > 15 {
                     return Err(self.err(format!("data flags {flags:#x}")));
                 }
                 let enter_ns = self.u64()?;
@@ -272,6 +275,7 @@ impl<'a> Reader<'a> {
                     truncated: flags & 1 != 0,
                     peer_from_msg: flags & 2 != 0,
                     payload_stale: flags & 4 != 0,
+                    tls_skipped: flags & 8 != 0,
                     enter_ns,
                     exit_ns,
                 })
@@ -322,6 +326,7 @@ mod tests {
                 truncated: true,
                 peer_from_msg: false,
                 payload_stale: true,
+                tls_skipped: true,
                 enter_ns: 5,
                 exit_ns: 6,
             })),

@@ -32,6 +32,7 @@ fn data(ts: u64, fd: i32, sock_id: u64, direction: Direction, bytes: &[u8], move
         truncated: (bytes.len() as u64) < moved,
         peer_from_msg: false,
         payload_stale: false,
+        tls_skipped: false,
         enter_ns: ts,
         exit_ns: ts + 1,
     };
