@@ -117,6 +117,15 @@ pub fn require_root() {
 }
 
 /// A TCP port that was free a moment ago, for a server under test.
+/// Whether this kernel runs the CO-RE probes on raw_syscalls by default: its own BTF and 5.11 or
+/// later (bpf_get_current_task_btf), the loader's rule.
+pub fn kernel_runs_raw_syscall_hooks() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let version = probes_core::preflight::parse_release(release.trim()).unwrap_or((0, 0));
+    version >= probes_core::objects::RAW_SYSCALLS_CAPTURE.oldest_kernel
+        && std::path::Path::new("/sys/kernel/btf/vmlinux").exists()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

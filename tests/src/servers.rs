@@ -62,7 +62,6 @@ pub fn nginx_h2c() -> Server {
 }
 
 fn nginx_listening(listen_options: &str) -> Server {
-    let bin = require_tool("nginx", "nginx-light");
     let dir = scratch_dir("nginx");
     let port = crate::free_port();
     let conf = format!(
@@ -76,6 +75,12 @@ fn nginx_listening(listen_options: &str) -> Server {
              location /missing {{ return 404; }}\n    location /fail {{ return 503; }}\n  }}\n}}\n",
         dir = dir.display()
     );
+    start_nginx(dir, port, conf)
+}
+
+/// Writes `conf` into `dir` and runs nginx with it in the foreground, ready on 127.0.0.1:`port`.
+fn start_nginx(dir: PathBuf, port: u16, conf: String) -> Server {
+    let bin = require_tool("nginx", "nginx-light");
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
     let mut child = Command::new(bin)
         .arg("-c")
@@ -94,7 +99,6 @@ fn nginx_listening(listen_options: &str) -> Server {
 /// nginx as [`nginx`] does, over TLS (a self-signed certificate made with openssl for the test),
 /// on 127.0.0.1.
 pub fn nginx_tls() -> Server {
-    let bin = require_tool("nginx", "nginx-light");
     let openssl = require_tool("openssl", "openssl");
     let dir = scratch_dir("nginx-tls");
     let made = Command::new(openssl)
@@ -118,24 +122,11 @@ pub fn nginx_tls() -> Server {
              ssl_certificate_key {dir}/key.pem;\n    location / {{ return 200 \"hello over tls\\n\"; }}\n  }}\n}}\n",
         dir = dir.display()
     );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let mut child = Command::new(bin)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .arg("-p")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn nginx");
-    wait_for_tcp(&format!("127.0.0.1:{port}"), &mut child, "nginx");
-    Server { child, port, dir }
+    start_nginx(dir, port, conf)
 }
 
 /// nginx serving the files under `root` (a BTF archive, say) on 127.0.0.1, one process.
 pub fn nginx_files(root: &std::path::Path) -> Server {
-    let bin = require_tool("nginx", "nginx-light");
     let dir = scratch_dir("nginx-files");
     let port = crate::free_port();
     let conf = format!(
@@ -147,19 +138,7 @@ pub fn nginx_files(root: &std::path::Path) -> Server {
         dir = dir.display(),
         root = root.display()
     );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let mut child = Command::new(bin)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .arg("-p")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn nginx");
-    wait_for_tcp(&format!("127.0.0.1:{port}"), &mut child, "nginx");
-    Server { child, port, dir }
+    start_nginx(dir, port, conf)
 }
 
 impl Server {

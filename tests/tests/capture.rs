@@ -401,14 +401,14 @@ fn fd_reused_without_close(mode: &Mode) {
 #[test]
 fn core_default_hooks_follow_the_kernel() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let mut numbers = release.trim().split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
-    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    let raw = version >= (5, 11) && std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
+    // compat-check's plan and the loader state the same first kernel.
+    let since = kernel_compat::plan::RAW_SYSCALL_HOOKS_SINCE;
+    assert_eq!((since.major, since.minor), probes_core::objects::RAW_SYSCALLS_CAPTURE.oldest_kernel);
+    let raw = strata_e2e::kernel_runs_raw_syscall_hooks();
     let c = Agent::start(CORE_RING.args).stop();
     assert!(c.status.success(), "strata exited with {}: {}", c.status, c.stderr);
     let expected = if raw { "on raw_syscalls (tp_btf)" } else { "on per-syscall tracepoints" };
-    assert!(c.stderr.contains(expected), "kernel {version:?}, BTF {raw}: expected {expected:?} in:\n{}", c.stderr);
+    assert!(c.stderr.contains(expected), "raw_syscalls hooks {raw}: expected {expected:?} in:\n{}", c.stderr);
     let c = Agent::start(CORE_PER_SYSCALL.args).stop();
     assert!(c.stderr.contains("on per-syscall tracepoints"), "forced per-syscall:\n{}", c.stderr);
     // compat-check tells the same in advance.

@@ -55,21 +55,13 @@ fn check_detach_on(signal: i32, hooks: &str, probes: &[probes_core::objects::Pro
     assert!(left.is_empty(), "programs left behind after signal {signal} on {hooks}: {left:?}");
 }
 
-/// raw_syscalls hooks need the kernel's own BTF and 5.11 (bpf_get_current_task_btf).
-fn kernel_runs_raw_syscall_hooks() -> bool {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let mut numbers = release.trim().split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
-    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    version >= (5, 11) && std::path::Path::new("/sys/kernel/btf/vmlinux").exists()
-}
-
 // One test for both signals and both hooks: a parallel agent's programs would be counted as left
 // behind.
 #[test]
 fn sigint_and_sigterm_detach_every_program() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         check_detach_on(signal, "per-syscall", probes_core::objects::PROBES);
-        if kernel_runs_raw_syscall_hooks() {
+        if strata_e2e::kernel_runs_raw_syscall_hooks() {
             check_detach_on(signal, "raw-syscalls", probes_core::objects::RAW_PROBES);
         } else {
             eprintln!("this kernel lacks BTF or is older than 5.11: the raw_syscalls hooks are not tried");
