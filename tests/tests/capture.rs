@@ -93,6 +93,28 @@ macro_rules! per_tier {
     )*};
 }
 
+/// Generates one test per way the CO-RE probes run: the ring buffer on its default hooks, the ring
+/// buffer on the per-syscall tracepoints, the perf buffer.
+macro_rules! per_core_object {
+    ($($check:ident => $ring:ident, $per_syscall:ident, $perf_buffer:ident;)*) => {$(
+        #[test]
+        fn $ring() {
+            let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+            $check(&CORE_RING);
+        }
+        #[test]
+        fn $per_syscall() {
+            let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+            $check(&CORE_PER_SYSCALL);
+        }
+        #[test]
+        fn $perf_buffer() {
+            let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+            $check(&CORE_PERF_BUFFER);
+        }
+    )*};
+}
+
 per_tier! {
     http_over_ipv4 => core_curl_to_nginx_over_ipv4, core_per_syscall_curl_to_nginx_over_ipv4,
         core_perf_buffer_curl_to_nginx_over_ipv4, perf_event_curl_to_nginx_over_ipv4;
@@ -564,22 +586,8 @@ fn tls_is_counted_not_copied(mode: &Mode) {
     }
 }
 
-#[test]
-fn core_tls_is_counted_not_copied() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    tls_is_counted_not_copied(&CORE_RING);
-}
-
-#[test]
-fn core_per_syscall_tls_is_counted_not_copied() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    tls_is_counted_not_copied(&CORE_PER_SYSCALL);
-}
-
-#[test]
-fn core_perf_buffer_tls_is_counted_not_copied() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    tls_is_counted_not_copied(&CORE_PERF_BUFFER);
+per_core_object! {
+    tls_is_counted_not_copied => core_tls_is_counted_not_copied, core_per_syscall_tls_is_counted_not_copied, core_perf_buffer_tls_is_counted_not_copied;
 }
 
 /// A receive with MSG_PEEK looks at bytes without taking them: the next receive returns them
@@ -610,20 +618,6 @@ fn peek_is_not_data(mode: &Mode) {
     assert_eq!(whole, got);
 }
 
-#[test]
-fn core_peek_is_not_data() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    peek_is_not_data(&CORE_RING);
-}
-
-#[test]
-fn core_per_syscall_peek_is_not_data() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    peek_is_not_data(&CORE_PER_SYSCALL);
-}
-
-#[test]
-fn core_perf_buffer_peek_is_not_data() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    peek_is_not_data(&CORE_PERF_BUFFER);
+per_core_object! {
+    peek_is_not_data => core_peek_is_not_data, core_per_syscall_peek_is_not_data, core_perf_buffer_peek_is_not_data;
 }
