@@ -175,7 +175,17 @@ static __always_inline void fill_header(struct strata_header *h, __u32 kind, int
 	h->fd = fd;
 	h->sock_id = sock_id;
 	h->ts_ns = bpf_ktime_get_ns();
+#ifdef STRATA_RAW_SYSCALLS
+	/* Two loads from the task (a BTF pointer) instead of the helper, which copies byte by byte:
+	 * about a fifth of a record's cost otherwise. The kernel pads comm with zeros when it sets it,
+	 * as the helper does; a name changed by another thread meanwhile reads as either name. */
+	const __u64 *comm = (const __u64 *)bpf_get_current_task_btf()->comm;
+	__u64 *to = (__u64 *)h->comm;
+	to[0] = comm[0];
+	to[1] = comm[1];
+#else
 	bpf_get_current_comm(&h->comm, sizeof(h->comm));
+#endif
 }
 
 static __always_inline __u64 conn_key(int fd)
@@ -212,9 +222,11 @@ static __always_inline struct conn_totals *totals_for(int fd, const struct strat
  * entry saw, and the inode still has its number: a socket's inode number is never handed to
  * another socket, and a file or inode freed and reused at the same address would have to be both,
  * with the same number, for the cache to be fooled. That skips half of the walk (the socket, its
- * type and family), which is most of an enter's cost. */
-static __always_inline int lookup_socket(int fd, struct strata_sock_ref *out)
+ * type and family), which is most of an enter's cost. `*hit` is that entry when the cache held
+ * the fd, else NULL: a caller that needs the totals next does not look them up again. */
+static __always_inline int lookup_socket(int fd, struct strata_sock_ref *out, struct conn_totals **hit)
 {
+	*hit = NULL;
 	struct file *file = file_of_fd(fd);
 	if (!file)
 		return 0;
@@ -224,6 +236,7 @@ static __always_inline int lookup_socket(int fd, struct strata_sock_ref *out)
 		struct inode *inode = BPF_CORE_READ(file, f_inode);
 		if ((__u64)inode == t->ref.inode && BPF_CORE_READ(inode, i_ino) == t->ref.sock_id) {
 			*out = t->ref;
+			*hit = t;
 			return 1;
 		}
 	}
@@ -245,7 +258,8 @@ static __always_inline int stash(__u32 syscall, int fd, __u64 buf, __u64 len, __
 		.fd = fd,
 	};
 	/* accept's fd is the listener; connect's is a fresh socket: both are sockets already. */
-	if (!lookup_socket(fd, &call.ref))
+	struct conn_totals *hit;
+	if (!lookup_socket(fd, &call.ref, &hit))
 		return 0;
 	call.enter_ns = bpf_ktime_get_ns();
 	__u64 id = bpf_get_current_pid_tgid();
@@ -451,16 +465,18 @@ static __always_inline int tls_handshake(const __u8 *p)
 	return p[0] == 0x16 && p[1] == 0x03 && p[2] <= 0x04 && (p[5] == 0x01 || p[5] == 0x02);
 }
 
-/* Copies what a successful call moved (ret > 0) and emits it; `call` holds its arguments. */
-static __always_inline void copy_and_emit(void *ctx, struct pending_call *call, long ret, __u8 direction,
-					  enum payload_shape shape)
+/* Copies what a successful call moved (ret > 0) and emits it; `call` holds its arguments, `t` the
+ * connection's totals when the caller has them already (else NULL: looked up here). */
+static __always_inline void copy_and_emit(void *ctx, struct pending_call *call, struct conn_totals *t, long ret,
+					  __u8 direction, enum payload_shape shape)
 {
 	struct strata_config cfg;
 	__u32 zero = 0;
 	struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s || !load_config(&cfg))
 		return;
-	struct conn_totals *t = totals_for(call->fd, &call->ref, STRATA_ROLE_UNKNOWN, 0);
+	if (!t)
+		t = totals_for(call->fd, &call->ref, STRATA_ROLE_UNKNOWN, 0);
 	__u8 flags = 0;
 	if (t && t->tls) {
 		flags = STRATA_FLAG_TLS_SKIPPED;
@@ -504,21 +520,23 @@ static __always_inline int exit_data(void *ctx, long ret, __u32 syscall, __u8 di
 	if (!call)
 		return 0;
 	if (ret > 0)
-		copy_and_emit(ctx, call, ret, direction, shape);
+		copy_and_emit(ctx, call, NULL, ret, direction, shape);
 	release(call);
 	return 0;
 }
 
 /* recvmmsg/sendmmsg return the number of messages (ret > 0 here); each mmsghdr carries its own
  * msg_len. Messages beyond STRATA_MAX_MMSG are counted as lost, never dropped silently. */
-static __always_inline void emit_mmsg(void *ctx, struct pending_call *call, long ret, __u8 direction)
+static __always_inline void emit_mmsg(void *ctx, struct pending_call *call, struct conn_totals *t, long ret,
+				     __u8 direction)
 {
 	struct strata_config cfg;
 	__u32 zero = 0;
 	struct data_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!load_config(&cfg) || !s)
 		return;
-	struct conn_totals *t = totals_for(call->fd, &call->ref, STRATA_ROLE_UNKNOWN, 0);
+	if (!t)
+		t = totals_for(call->fd, &call->ref, STRATA_ROLE_UNKNOWN, 0);
 #pragma unroll
 	for (int i = 0; i < STRATA_MAX_MMSG; i++) {
 		if (i >= ret)
@@ -542,7 +560,7 @@ static __always_inline int exit_mmsg(void *ctx, long ret, __u32 syscall, __u8 di
 	if (!call)
 		return 0;
 	if (ret > 0)
-		emit_mmsg(ctx, call, ret, direction);
+		emit_mmsg(ctx, call, NULL, ret, direction);
 	release(call);
 	return 0;
 }
@@ -665,7 +683,8 @@ static __always_inline int on_close(void *ctx, int fd)
 	if (!t)
 		return 0;
 	struct strata_sock_ref ref = {};
-	if (lookup_socket(fd, &ref) && ref.sock_id == t->ref.sock_id) {
+	struct conn_totals *hit;
+	if (lookup_socket(fd, &ref, &hit) && ref.sock_id == t->ref.sock_id) {
 		struct strata_close_event ev = {};
 		fill_header(&ev.hdr, STRATA_KIND_CLOSE, fd, ref.sock_id);
 		ev.sock = t->sock;
@@ -831,12 +850,13 @@ static __always_inline int received_at_exit(void *ctx, struct pt_regs *regs, lon
 		.syscall = syscall,
 		.fd = (int)regs->di,
 	};
-	if (!lookup_socket(call.fd, &call.ref))
+	struct conn_totals *t;
+	if (!lookup_socket(call.fd, &call.ref, &t))
 		return 0;
 	if (syscall == STRATA_SYS_RECVMMSG)
-		emit_mmsg(ctx, &call, ret, STRATA_DIR_INGRESS);
+		emit_mmsg(ctx, &call, t, ret, STRATA_DIR_INGRESS);
 	else
-		copy_and_emit(ctx, &call, ret, STRATA_DIR_INGRESS, shape);
+		copy_and_emit(ctx, &call, t, ret, STRATA_DIR_INGRESS, shape);
 	return 0;
 }
 
