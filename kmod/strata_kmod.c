@@ -27,6 +27,7 @@
 #include <linux/poll.h>
 #include <linux/wait.h>
 #include <linux/net.h>
+#include <linux/socket.h>
 #include <linux/file.h>
 #include <linux/hashtable.h>
 #include <linux/slab.h>
@@ -152,6 +153,7 @@ static u32 copy_user(void *dst, u64 src, u32 n)
 #define ARG0(r) ((r)->di)
 #define ARG1(r) ((r)->si)
 #define ARG2(r) ((r)->dx)
+#define ARG3(r) ((r)->r10)
 #define ARG4(r) ((r)->r8)
 
 /* ---- rings ------------------------------------------------------------------------------------ */
@@ -723,20 +725,24 @@ static void probe_sys_exit(void *data, struct pt_regs *regs, long ret)
 	case __NR_writev:
 		on_data(regs, ret, STRATA_SYS_WRITEV, STRATA_DIR_EGRESS, SHAPE_IOVEC);
 		break;
+	/* A receive with MSG_PEEK takes nothing: the next receive returns the same bytes. */
 	case __NR_recvfrom:
-		on_data(regs, ret, STRATA_SYS_RECVFROM, STRATA_DIR_INGRESS, SHAPE_ADDRBUF);
+		if (!(ARG3(regs) & MSG_PEEK))
+			on_data(regs, ret, STRATA_SYS_RECVFROM, STRATA_DIR_INGRESS, SHAPE_ADDRBUF);
 		break;
 	case __NR_sendto:
 		on_data(regs, ret, STRATA_SYS_SENDTO, STRATA_DIR_EGRESS, SHAPE_ADDRBUF);
 		break;
 	case __NR_recvmsg:
-		on_data(regs, ret, STRATA_SYS_RECVMSG, STRATA_DIR_INGRESS, SHAPE_MSGHDR);
+		if (!(ARG2(regs) & MSG_PEEK))
+			on_data(regs, ret, STRATA_SYS_RECVMSG, STRATA_DIR_INGRESS, SHAPE_MSGHDR);
 		break;
 	case __NR_sendmsg:
 		on_data(regs, ret, STRATA_SYS_SENDMSG, STRATA_DIR_EGRESS, SHAPE_MSGHDR);
 		break;
 	case __NR_recvmmsg:
-		on_mmsg(regs, ret, STRATA_SYS_RECVMMSG, STRATA_DIR_INGRESS);
+		if (!(ARG3(regs) & MSG_PEEK))
+			on_mmsg(regs, ret, STRATA_SYS_RECVMMSG, STRATA_DIR_INGRESS);
 		break;
 	case __NR_sendmmsg:
 		on_mmsg(regs, ret, STRATA_SYS_SENDMMSG, STRATA_DIR_EGRESS);

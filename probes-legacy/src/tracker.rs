@@ -106,6 +106,7 @@ const MAX_MMSG: u64 = 4;
 /// `struct mmsghdr` on x86_64: msghdr (56) + msg_len (4), padded to 64.
 const MMSGHDR_SIZE: u64 = 64;
 const EINPROGRESS: i64 = 115;
+const MSG_PEEK: u64 = 2;
 
 pub struct Tracker<H: Host> {
     host: H,
@@ -244,6 +245,10 @@ impl<H: Host> Tracker<H> {
 
     fn on_enter(&mut self, s: &Sample, args: [u64; 6], out: &mut Vec<Event>) {
         let fd = args[0] as i32;
+        if peeks(s.syscall, &args) {
+            // The bytes stay queued and the next receive returns them: that one is the data.
+            return;
+        }
         match s.syscall {
             Syscall::Close => {
                 self.not_inet.remove(&(s.pid, fd));
@@ -467,6 +472,9 @@ impl<H: Host> Tracker<H> {
                             _ => continue,
                         },
                     };
+                    if peeks(s.syscall, &args) {
+                        continue;
+                    }
                     (args, Some(ret as u64))
                 }
                 _ => continue,
@@ -590,6 +598,17 @@ impl<H: Host> Tracker<H> {
     }
 }
 
+/// A receive with MSG_PEEK (recvfrom's and recvmmsg's flags are the fourth argument, recvmsg's
+/// the third) looks at queued bytes without taking them.
+fn peeks(syscall: Syscall, args: &[u64; 6]) -> bool {
+    let flags = match syscall {
+        Syscall::Recvfrom | Syscall::Recvmmsg => args[3],
+        Syscall::Recvmsg => args[2],
+        _ => return false,
+    };
+    flags & MSG_PEEK != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -682,6 +701,31 @@ mod tests {
         assert_eq!((t.unresolved.total(), t.unreadable_messages), (1, 0), "only the look-up at connect failed");
         // The answer's msghdr pointer (0 in these samples) could not be read: counted.
         assert_eq!(t.unreadable_payloads.total(), 1);
+    }
+
+    #[test]
+    fn a_receive_with_msg_peek_is_not_data() {
+        let mut t = Tracker::new(LateHost { memory_readable: true }, 4096);
+        let mut out = vec![];
+        let mut samples = dig_samples();
+        // dig peeks at the answer (recvmsg with MSG_PEEK), then takes it.
+        let peek = |time, point| Sample { pid: 10, tid: 11, time, syscall: Syscall::Recvmsg, point };
+        samples.splice(4..4, [peek(5, Point::Enter([14, MSG, MSG_PEEK, 0, 0, 0])), peek(5, Point::Exit(60))]);
+        for s in samples {
+            t.on_sample(s, &mut out);
+        }
+        let received: Vec<u64> = out
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Data(d) if d.direction == Direction::Ingress => Some(d.byte_count),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(received, [60], "one answer, counted once: {out:?}");
+        assert!(matches!(&out.last().unwrap().kind, EventKind::Close(c) if c.bytes_received == 60));
+        assert!(peeks(Syscall::Recvfrom, &[3, 0, 10, MSG_PEEK, 0, 0]));
+        assert!(!peeks(Syscall::Recvfrom, &[3, 0, 10, 0, 0, 0]));
+        assert!(!peeks(Syscall::Read, &[3, 0, MSG_PEEK, MSG_PEEK, 0, 0]));
     }
 
     /// A process whose socket is known and whose memory can or cannot be read: what cannot be
