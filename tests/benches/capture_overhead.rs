@@ -20,6 +20,10 @@
 //!
 //! ROUNDS, SECONDS and RATE (environment) change the length and the fixed rate; MODES (a comma
 //! list of off, core, core+stats, per-syscall, per-syscall+stats, perf-event, tcpdump) picks modes; extra strata arguments go in STRATA_ARGS.
+//! BASELINE=/path/to/strata adds `baseline` and `baseline+stats`: the core tier of that other build,
+//! alternating with this one's in the same rounds. On a shared machine whose uncaptured rate moves
+//! by a quarter from run to run, that is how a change is measured (e.g. a copy of target/release/strata
+//! taken before it).
 //! Needs root, nginx, wrk, tcpdump and bpftool.
 
 use std::collections::BTreeMap;
@@ -130,6 +134,11 @@ impl Capturer {
 
 fn start(mode: &str, extra: &[&str]) -> Option<Capturer> {
     let listen = format!("127.0.0.1:{}", free_port());
+    if mode == "baseline" || mode == "baseline+stats" {
+        let bin = std::env::var_os("BASELINE").expect("the baseline modes need BASELINE=/path/to/strata");
+        let args = [&["run", "--output", "none", "--tier", "core", "--prometheus-listen", &listen][..], extra].concat();
+        return Some(Capturer::Strata(Agent::start_exporting_binary(std::path::Path::new(&bin), &args)));
+    }
     let strata = |tier: &str| {
         let args = [&["run", "--output", "none", "--tier", tier, "--prometheus-listen", &listen][..], extra].concat();
         Some(Capturer::Strata(Agent::start_exporting(&args, &[])))
@@ -230,10 +239,13 @@ fn main() {
     let rounds: usize = env("ROUNDS", 5);
     let seconds: u32 = env("SECONDS", 5);
     let rate: u64 = env("RATE", 5000);
-    let modes: Vec<String> = env("MODES", "off,core,core+stats,per-syscall,perf-event,tcpdump".to_string())
+    let mut modes: Vec<String> = env("MODES", "off,core,core+stats,per-syscall,perf-event,tcpdump".to_string())
         .split(',')
         .map(str::to_string)
         .collect();
+    if std::env::var_os("BASELINE").is_some() && !modes.iter().any(|m| m.starts_with("baseline")) {
+        modes.extend(["baseline".to_string(), "baseline+stats".to_string()]);
+    }
     let extra_args: String = env("STRATA_ARGS", String::new());
     let extra: Vec<&str> = extra_args.split_whitespace().collect();
     // Turned on for the core+stats windows only; restored at the end.

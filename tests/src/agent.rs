@@ -41,6 +41,11 @@ impl Agent {
         Agent::spawn_with(args, env, false)
     }
 
+    /// Like [`Agent::start_exporting`], with another build of strata (a benchmark's baseline).
+    pub fn start_exporting_binary(bin: &std::path::Path, args: &[&str]) -> Agent {
+        Agent::spawn_binary(bin, args, &[], false)
+    }
+
     /// Starts `strata <args>` with extra environment variables, keeping its standard output (the
     /// records, with `--output jsonl`).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Agent {
@@ -62,8 +67,12 @@ impl Agent {
     }
 
     fn spawn_with(args: &[&str], env: &[(&str, &str)], keep_output: bool) -> Agent {
+        Agent::spawn_binary(&crate::strata_bin(), args, env, keep_output)
+    }
+
+    fn spawn_binary(bin: &std::path::Path, args: &[&str], env: &[(&str, &str)], keep_output: bool) -> Agent {
         crate::require_root();
-        let mut child = Command::new(crate::strata_bin())
+        let mut child = Command::new(bin)
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
