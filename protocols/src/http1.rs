@@ -202,7 +202,7 @@ impl Parser for Http1Parser {
             Side::Request => &mut self.req,
             Side::Response => &mut self.resp,
         };
-        half.skip(n, ts_ns, out)
+        half.skip(n, ts_ns, &mut self.conn, out)
     }
 
     fn buffered(&self) -> usize {
@@ -259,9 +259,18 @@ impl Half {
     }
 
     /// Uncaptured bytes inside a body of known length are counted as if read; anywhere else
-    /// (a head, chunk framing, more than the body holds) they cannot be accounted for.
-    fn skip(&mut self, n: u64, ts: u64, out: &mut Vec<Message>) -> bool {
+    /// (a head, chunk framing, more than the body holds) they cannot be accounted for. A head the
+    /// capture cut short (its size cap is below the head's length) still says what it was: its
+    /// start line goes out as a partial message, so the exchange is not reported unanswered.
+    fn skip(&mut self, n: u64, ts: u64, conn: &mut Conn, out: &mut Vec<Message>) -> bool {
         match self.state {
+            State::Head if !self.buf.is_empty() => {
+                // A line cut short would name a wrong path: only a whole one is reported.
+                self.start_line_only(self.buf.len() as u64 + n, ts, false, conn, out);
+                self.reset_buf();
+                self.state = State::Resync { at_line_start: true };
+                false
+            }
             State::Body(left) if n <= left => {
                 self.count(n as usize, ts);
                 if n == left {
@@ -451,9 +460,26 @@ impl Half {
 
     /// The head outgrew its budget: report its start line, if valid, as a partial message.
     fn oversize(&mut self, ts: u64, conn: &mut Conn, out: &mut Vec<Message>) {
-        let line_end = find_byte(&self.buf, b'\n').unwrap_or(self.buf.len());
+        // A start line longer than the budget is taken as far as it goes.
+        self.start_line_only(self.buf.len() as u64, ts, true, conn, out);
+        let len = self.buf.len();
+        self.reset_buf();
+        self.error(format!("http1: head longer than {len} bytes"));
+        self.state = State::Resync { at_line_start: false };
+    }
+
+    /// Emits the held head's start line, when valid, as a partial message of `size` bytes: the
+    /// head itself will not be complete. Without a line end, the whole buffer is the line if
+    /// `unended` allows, else nothing is emitted.
+    fn start_line_only(&mut self, size: u64, ts: u64, unended: bool, conn: &mut Conn, out: &mut Vec<Message>) {
+        let line_end = match find_byte(&self.buf, b'\n') {
+            Some(i) => i,
+            None if unended => self.buf.len(),
+            None => return,
+        };
         if let Some(line) = parse_start_line(self.side, strip_cr(&self.buf[..line_end])) {
-            let mut msg = self.new_msg(ts, self.buf.len());
+            let mut msg = self.new_msg(ts, 0);
+            msg.size = size;
             msg.partial = true;
             match line {
                 StartLine::Request { method, target } => {
@@ -468,10 +494,6 @@ impl Half {
             }
             out.push(msg);
         }
-        let len = self.buf.len();
-        self.reset_buf();
-        self.error(format!("http1: head longer than {len} bytes"));
-        self.state = State::Resync { at_line_start: false };
     }
 
     fn new_msg(&self, ts: u64, size: usize) -> Message {
@@ -1157,6 +1179,41 @@ mod tests {
         assert_eq!(responses[1].status.as_deref(), Some("404"));
         // In a head, uncaptured bytes cannot be placed.
         assert!(!p.skip(Side::Response, 10, 5, &mut out));
+    }
+
+    /// A capture cap below the head's length (`--capture-bytes 64`): each response's first 64 bytes
+    /// arrive, the rest is skipped. The start line still says the status, so every request is
+    /// answered, partial; before, none was (the heads never completed).
+    #[test]
+    fn a_head_cut_by_the_capture_is_a_partial_message_from_its_start_line() {
+        let response = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Mon, 30 Nov 2026 15:28:27 GMT\r\nContent-Type: text/plain\r\nContent-Length: 17\r\n\r\nhello from nginx\n";
+        let mut p = Http1Parser::new();
+        let mut out = vec![];
+        for i in 0..3u64 {
+            let gap = i > 0;
+            p.feed(Side::Request, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n", 10 * i + 1, false, &mut out).unwrap();
+            p.feed(Side::Response, &response[..64], 10 * i + 2, gap, &mut out).unwrap();
+            assert!(
+                !p.skip(Side::Response, response.len() as u64 - 64, 10 * i + 2, &mut out),
+                "a head cannot be counted"
+            );
+        }
+        let responses: Vec<_> = out.iter().filter(|m| m.side == Some(Side::Response)).collect();
+        assert_eq!(responses.len(), 3, "{out:?}");
+        for (i, r) in responses.iter().enumerate() {
+            assert_eq!(
+                (r.status.as_deref(), r.partial, r.size, r.end_ns),
+                (Some("200"), true, response.len() as u64, 10 * i as u64 + 2)
+            );
+        }
+        // Cut inside the start line: nothing is made up; the next whole response parses.
+        let mut p = Http1Parser::new();
+        out.clear();
+        p.feed(Side::Response, b"HTTP/1.1 2", 1, false, &mut out).unwrap();
+        assert!(!p.skip(Side::Response, 100, 1, &mut out));
+        p.feed(Side::Response, b"HTTP/1.1 204 No Content\r\n\r\n", 2, true, &mut out).unwrap();
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((out[0].status.as_deref(), out[0].partial), (Some("204"), false));
     }
 
     #[test]

@@ -48,6 +48,41 @@ fn http1_keep_alive_requests_become_records_on_both_sides() {
     checks::http1(&records, nginx.port);
 }
 
+/// `--capture-bytes 64` keeps less than any head here: each side's start line still says what
+/// was asked and answered, so every exchange is a partial record with its status and latency, not
+/// an unanswered request.
+#[test]
+fn http1_heads_cut_by_a_small_capture_are_answered_partial() {
+    let nginx = servers::nginx();
+    let curl = require_tool("curl", "curl");
+    let base = format!("http://127.0.0.1:{}", nginx.port);
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let file = scratch_capture("http1-cut");
+    let agent = Agent::start_recording(&file, &["--tier", "core", "--capture-bytes", "64"]);
+    run_ok(
+        Command::new(&curl)
+            .args(["-sS", "-o", "/dev/null", "-o", "/dev/null"])
+            .arg(format!("{base}/cut-one"))
+            .arg(format!("{base}/cut-two")),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let c = agent.stop();
+    assert!(c.status.success(), "strata record: {}", c.stderr);
+    let records = replay(&file);
+    std::fs::remove_file(&file).unwrap();
+    for target in ["/cut-one", "/cut-two"] {
+        let mine: Vec<&Value> = records.iter().filter(|r| r["target"] == target).collect();
+        // curl's side and nginx's side.
+        assert_eq!(mine.len(), 2, "{target}: {records:?}");
+        for r in mine {
+            assert_eq!((r["protocol"].as_str(), r["operation"].as_str()), (Some("http"), Some("GET")), "{r}");
+            assert_eq!(r["status"], "200", "answered: {r}");
+            assert_eq!(r["partial"], true, "{r}");
+            assert!(r["latency_ns"].as_u64().is_some_and(|l| l > 0), "{r}");
+        }
+    }
+}
+
 #[test]
 fn http2_cleartext_streams_become_records() {
     let nginx = servers::nginx_h2c();
