@@ -67,32 +67,6 @@ const CORE_PER_SYSCALL: Mode =
 const CORE_PERF_BUFFER: Mode = Mode { args: &["--tier", "core", "--transport", "perf-buffer"], exact: true };
 const PERF_EVENT: Mode = Mode { args: &["--tier", "perf-event"], exact: false };
 
-/// Generates one test per way of capturing from a check taking the mode.
-macro_rules! per_tier {
-    ($($check:ident => $core:ident, $core_per_syscall:ident, $core_perf_buffer:ident, $perf:ident;)*) => {$(
-        #[test]
-        fn $core() {
-            let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-            $check(&CORE_RING);
-        }
-        #[test]
-        fn $core_per_syscall() {
-            let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-            $check(&CORE_PER_SYSCALL);
-        }
-        #[test]
-        fn $core_perf_buffer() {
-            let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-            $check(&CORE_PERF_BUFFER);
-        }
-        #[test]
-        fn $perf() {
-            let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-            with_retries_for_a_late_tier(|| $check(&PERF_EVENT));
-        }
-    )*};
-}
-
 /// Generates one test per way the CO-RE probes run: the ring buffer on its default hooks, the ring
 /// buffer on the per-syscall tracepoints, the perf buffer.
 macro_rules! per_core_object {
@@ -111,6 +85,19 @@ macro_rules! per_core_object {
         fn $perf_buffer() {
             let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
             $check(&CORE_PERF_BUFFER);
+        }
+    )*};
+}
+
+/// Generates one test per way of capturing from a check taking the mode: each CO-RE object, then
+/// the perf-event tier (whose payloads may be read late: retried).
+macro_rules! per_tier {
+    ($($check:ident => $core:ident, $core_per_syscall:ident, $core_perf_buffer:ident, $perf:ident;)*) => {$(
+        per_core_object! { $check => $core, $core_per_syscall, $core_perf_buffer; }
+        #[test]
+        fn $perf() {
+            let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+            with_retries_for_a_late_tier(|| $check(&PERF_EVENT));
         }
     )*};
 }
