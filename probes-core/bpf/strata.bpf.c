@@ -177,8 +177,8 @@ static __always_inline void fill_header(struct strata_header *h, __u32 kind, int
 	h->ts_ns = bpf_ktime_get_ns();
 #ifdef STRATA_RAW_SYSCALLS
 	/* Two loads from the task (a BTF pointer) instead of the helper, which copies byte by byte:
-	 * about a fifth of a record's cost otherwise. The kernel pads comm with zeros when it sets it,
-	 * as the helper does; a name changed by another thread meanwhile reads as either name. */
+	 * about a fifth of a record's cost otherwise. After the name's NUL an older kernel may leave an
+	 * older name's tail (the helper zeroes it); the agent reads up to the NUL, so both read alike. */
 	const __u64 *comm = (const __u64 *)bpf_get_current_task_btf()->comm;
 	__u64 *to = (__u64 *)h->comm;
 	to[0] = comm[0];
