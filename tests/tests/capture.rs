@@ -121,6 +121,15 @@ fn http_over_ipv6(mode: &Mode) {
     check_http(mode, "[::1]", "[::1]");
 }
 
+/// Runs curl to its end; its pid (to find its events) and what it printed. It must succeed.
+fn run_curl(curl: &std::path::Path, args: &[&str]) -> (u32, std::process::Output) {
+    let child = Command::new(curl).args(args).stdout(Stdio::piped()).spawn().expect("spawn curl");
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "curl {args:?}: {}", out.status);
+    (pid, out)
+}
+
 /// curl -> nginx over one address family; checks both sides of the exchange.
 fn check_http(mode: &Mode, host: &str, local: &str) {
     let nginx = servers::nginx();
@@ -128,14 +137,10 @@ fn check_http(mode: &Mode, host: &str, local: &str) {
     let agent = Agent::start(mode.args);
     let path = format!("/strata-e2e-{}", nginx.port);
     let url = format!("http://{host}:{}{path}", nginx.port);
-    let curl = Command::new(&curl_bin)
-        .args(["-sS", "-g", "-o", "/dev/null", "-w", "%{size_request} %{size_download} %{size_header}", &url])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let curl_pid = curl.id();
-    let out = curl.wait_with_output().unwrap();
-    assert!(out.status.success());
+    let (curl_pid, out) = run_curl(
+        &curl_bin,
+        &["-sS", "-g", "-o", "/dev/null", "-w", "%{size_request} %{size_download} %{size_header}", &url],
+    );
     std::thread::sleep(Duration::from_millis(200));
     let c = agent.stop();
     assert!(c.status.success(), "strata exited with {}: {}", c.status, c.stderr);
@@ -450,12 +455,8 @@ fn core_probes_leave_the_tracepoints_to_other_readers() {
     let core = Agent::start(CORE_PER_SYSCALL.args);
     with_retries_for_a_late_tier(|| {
         let perf = Agent::start(PERF_EVENT.args);
-        let curl = Command::new(&curl_bin)
-            .args(["-sS", "-o", "/dev/null", &format!("http://127.0.0.1:{}/both-readers", nginx.port)])
-            .spawn()
-            .unwrap();
-        let pid = curl.id();
-        assert!(curl.wait_with_output().unwrap().status.success());
+        let (pid, _) =
+            run_curl(&curl_bin, &["-sS", "-o", "/dev/null", &format!("http://127.0.0.1:{}/both-readers", nginx.port)]);
         std::thread::sleep(Duration::from_millis(300));
         let c = perf.stop();
         assert!(c.status.success(), "perf-event agent: {}", c.stderr);
@@ -546,12 +547,7 @@ fn tls_is_counted_not_copied(mode: &Mode) {
     let nginx = servers::nginx_tls();
     let curl_bin = require_tool("curl", "curl");
     let agent = Agent::start(mode.args);
-    let curl = Command::new(&curl_bin)
-        .args(["-sSk", "-o", "/dev/null", &format!("https://127.0.0.1:{}/tls", nginx.port)])
-        .spawn()
-        .unwrap();
-    let pid = curl.id();
-    assert!(curl.wait_with_output().unwrap().status.success());
+    let (pid, _) = run_curl(&curl_bin, &["-sSk", "-o", "/dev/null", &format!("https://127.0.0.1:{}/tls", nginx.port)]);
     std::thread::sleep(Duration::from_millis(200));
     let c = agent.stop();
     assert!(c.status.success(), "strata exited with {}: {}", c.status, c.stderr);
