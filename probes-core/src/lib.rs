@@ -3,6 +3,7 @@
 //! strata-event's schema.
 
 pub mod btf_check;
+pub mod hooks_floor;
 pub mod loader;
 pub mod object_check;
 pub mod objects;

@@ -466,7 +466,7 @@ pub fn load_btf(src: &BtfSource) -> Result<Btf, CaptureError> {
     res.map_err(|e| CaptureError::NoBtf { path, error: e.to_string() })
 }
 
-fn verifier_error(program: &str, e: aya::programs::ProgramError) -> CaptureError {
+pub(crate) fn verifier_error(program: &str, e: aya::programs::ProgramError) -> CaptureError {
     match e {
         aya::programs::ProgramError::LoadError { io_error, verifier_log } => CaptureError::Verifier {
             program: program.to_string(),

@@ -16,6 +16,8 @@ pub static PERFBUF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/str
 pub static RAW_SYSCALLS_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/strata_raw.bpf.o"));
 /// The BTF check program.
 pub static BTF_CHECK_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/btf_check.bpf.o"));
+/// The raw_syscalls hooks with programs that return at once (see [`crate::hooks_floor`]).
+pub static HOOKS_FLOOR_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hooks_floor.bpf.o"));
 /// "clang" when this build compiled the objects, "committed" when it used bpf/prebuilt/.
 pub const OBJECT_ORIGIN: &str = env!("STRATA_BPF_ORIGIN");
 

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use probes_core::objects::{BTF_CHECK_OBJECT, OBJECT_ORIGIN, PERFBUF_OBJECT, RAW_SYSCALLS_OBJECT, RINGBUF_OBJECT};
+use probes_core::objects::{
+    BTF_CHECK_OBJECT, HOOKS_FLOOR_OBJECT, OBJECT_ORIGIN, PERFBUF_OBJECT, RAW_SYSCALLS_OBJECT, RINGBUF_OBJECT,
+};
 
 #[test]
 fn committed_objects_match_sources() {
@@ -18,6 +20,7 @@ fn committed_objects_match_sources() {
         ("strata_perfbuf.bpf.o", PERFBUF_OBJECT),
         ("strata_raw.bpf.o", RAW_SYSCALLS_OBJECT),
         ("btf_check.bpf.o", BTF_CHECK_OBJECT),
+        ("hooks_floor.bpf.o", HOOKS_FLOOR_OBJECT),
     ] {
         let committed = std::fs::read(prebuilt.join(name)).unwrap_or_else(|e| panic!("bpf/prebuilt/{name}: {e}"));
         assert!(

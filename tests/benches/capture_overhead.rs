@@ -1,5 +1,7 @@
 //! What capture costs the service it watches, measured the way operators run strata: wrk -t1 -c32
-//! against nginx on loopback with nothing capturing, with `strata run --output none` (the default
+//! against nginx on loopback with nothing capturing, with only the raw_syscalls hooks attached and
+//! their programs returning at once (`hooks-only`: the floor of any capture on syscall hooks, see
+//! probes-core/bpf/hooks_floor.bpf.c), with `strata run --output none` (the default
 //! exporters: Prometheus on) on the core tier (its default hooks: raw_syscalls where the kernel has
 //! its own BTF), the core tier on the per-syscall tracepoints (`per-syscall`: what kernels without
 //! BTF run), the same on the perf-event tier, and with tcpdump
@@ -19,7 +21,7 @@
 //!     cargo build --release -p collector && cargo bench -p strata-e2e --bench capture_overhead
 //!
 //! ROUNDS, SECONDS and RATE (environment) change the length and the fixed rate; MODES (a comma
-//! list of off, core, core+stats, per-syscall, per-syscall+stats, perf-event, tcpdump) picks modes; extra strata arguments go in STRATA_ARGS.
+//! list of off, hooks-only, core, core+stats, per-syscall, per-syscall+stats, perf-event, tcpdump) picks modes; extra strata arguments go in STRATA_ARGS.
 //! BASELINE=/path/to/strata adds `baseline` and `baseline+stats`: the core tier of that other build,
 //! alternating with this one's in the same rounds. On a shared machine whose uncaptured rate moves
 //! by a quarter from run to run, that is how a change is measured (e.g. a copy of target/release/strata
@@ -108,13 +110,16 @@ struct Window {
 enum Capturer {
     Strata(Agent),
     Tcpdump(Child),
+    /// Programs in the kernel only: no process of its own.
+    HooksOnly(probes_core::hooks_floor::HooksFloor),
 }
 
 impl Capturer {
-    fn pid(&self) -> u32 {
+    fn pid(&self) -> Option<u32> {
         match self {
-            Capturer::Strata(a) => a.pid(),
-            Capturer::Tcpdump(c) => c.id(),
+            Capturer::Strata(a) => Some(a.pid()),
+            Capturer::Tcpdump(c) => Some(c.id()),
+            Capturer::HooksOnly(_) => None,
         }
     }
 
@@ -128,6 +133,7 @@ impl Capturer {
                 let _ = c.kill();
                 let _ = c.wait();
             }
+            Capturer::HooksOnly(floor) => drop(floor),
         }
     }
 }
@@ -145,6 +151,10 @@ fn start(mode: &str, extra: &[&str]) -> Option<Capturer> {
     };
     match mode {
         "off" => None,
+        "hooks-only" => {
+            let floor = probes_core::hooks_floor::attach().unwrap_or_else(|e| panic!("hooks-only: {e}"));
+            Some(Capturer::HooksOnly(floor))
+        }
         "core" | "core+stats" => strata("core"),
         "per-syscall" | "per-syscall+stats" => {
             let args = [
@@ -173,7 +183,7 @@ fn start(mode: &str, extra: &[&str]) -> Option<Capturer> {
 fn measure(mode: &str, extra: &[&str], load: impl FnOnce() -> f64) -> Window {
     set_bpf_stats(mode.ends_with("+stats"));
     let capturer = start(mode, extra);
-    let pid = capturer.as_ref().map(Capturer::pid);
+    let pid = capturer.as_ref().and_then(Capturer::pid);
     let (cpu0, bpf0) = (pid.map(cpu_seconds).unwrap_or(0.0), bpf_stats());
     let rps = load();
     let (cpu1, bpf1) = (pid.map(cpu_seconds).unwrap_or(0.0), bpf_stats());
@@ -239,10 +249,11 @@ fn main() {
     let rounds: usize = env("ROUNDS", 5);
     let seconds: u32 = env("SECONDS", 5);
     let rate: u64 = env("RATE", 5000);
-    let mut modes: Vec<String> = env("MODES", "off,core,core+stats,per-syscall,perf-event,tcpdump".to_string())
-        .split(',')
-        .map(str::to_string)
-        .collect();
+    let mut modes: Vec<String> =
+        env("MODES", "off,hooks-only,core,core+stats,per-syscall,perf-event,tcpdump".to_string())
+            .split(',')
+            .map(str::to_string)
+            .collect();
     if std::env::var_os("BASELINE").is_some() && !modes.iter().any(|m| m.starts_with("baseline")) {
         modes.extend(["baseline".to_string(), "baseline+stats".to_string()]);
     }
@@ -283,7 +294,8 @@ fn main() {
         } else {
             ("-".into(), "-".into())
         };
-        let cpu = if mode == "off" { "-".into() } else { format!("{:.0}% of a core", cpu * 100.0) };
+        let cpu =
+            if mode == "off" || mode == "hooks-only" { "-".into() } else { format!("{:.0}% of a core", cpu * 100.0) };
         println!("{mode:<18} {rps:>9.0} {:>7.3} {cpu:>14} {per_run:>12} {per_request:>15}", rps / off);
     }
     for mode in modes.iter().filter(|m| m.ends_with("+stats")) {
