@@ -23,9 +23,14 @@ fn floor_runs() -> Vec<(String, u64)> {
 
 #[test]
 fn the_floor_runs_on_every_syscall_while_attached_and_not_after() {
+    // The reasons to skip: tp_btf programs (5.5) attach to types of the kernel's own BTF.
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        // The one reason to skip: tp_btf programs attach to types of the kernel's own BTF.
         eprintln!("SKIPPED: this kernel has no /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF)");
+        return;
+    }
+    let release = probes_core::preflight::running_release().expect("the kernel's release");
+    if release < (5, 5) {
+        eprintln!("SKIPPED: kernel {release:?} predates tp_btf programs (5.5)");
         return;
     }
     // Run counts are kept only while some process holds the statistics on.
