@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::decode::{decode, DecodeError};
+use crate::decode::{decode_at, DecodeError};
 use crate::event::Event;
 
 /// Raw records of one batch, back to back in one buffer.
@@ -48,11 +48,56 @@ impl RecordBatch {
         let all: Bytes = self.arena.freeze();
         let mut start = 0;
         for end in self.ends {
-            match decode(&all.slice(start..end)) {
+            match decode_at(&all, start..end) {
                 Ok(ev) => out.push(ev),
                 Err(e) => bad(end - start, e),
             }
             start = end;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::as_bytes;
+    use crate::event::EventKind;
+    use crate::wire;
+
+    fn data_record(fd: i32, payload: &[u8]) -> Vec<u8> {
+        let mut ev = wire::DataEvent::default();
+        ev.hdr.kind = wire::KIND_DATA;
+        ev.hdr.fd = fd;
+        ev.sock.protocol = wire::IPPROTO_TCP;
+        ev.sock.local.family = wire::AF_INET;
+        ev.sock.remote.family = wire::AF_INET;
+        ev.byte_count = payload.len() as u64;
+        ev.captured_len = payload.len() as u32;
+        ev.syscall = 1;
+        ev.direction = 1;
+        let mut bytes = as_bytes(&ev);
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    #[test]
+    fn each_record_decodes_from_its_own_place_and_a_bad_one_is_counted() {
+        let mut batch = RecordBatch::default();
+        batch.push(&data_record(3, b"GET / HTTP/1.1\r\n"));
+        let mut unknown = data_record(4, b"lost");
+        unknown[0] = 99; // the header's kind
+        batch.push(&unknown);
+        batch.push(&data_record(5, b"HTTP/1.1 200 OK\r\n"));
+        let (mut out, mut undecodable) = (vec![], 0);
+        batch.decode_counting(&mut out, &mut undecodable);
+        assert_eq!(undecodable, 1);
+        let got: Vec<(i32, &[u8])> = out
+            .iter()
+            .map(|e| match &e.kind {
+                EventKind::Data(d) => (e.fd, &d.payload.0[..]),
+                other => panic!("not data: {other:?}"),
+            })
+            .collect();
+        assert_eq!(got, vec![(3, &b"GET / HTTP/1.1\r\n"[..]), (5, &b"HTTP/1.1 200 OK\r\n"[..])]);
     }
 }

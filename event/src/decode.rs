@@ -4,6 +4,7 @@
 
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
 
 use bytes::Bytes;
 
@@ -41,7 +42,13 @@ fn read<T: Copy>(bytes: &[u8], kind: &'static str) -> Result<T, DecodeError> {
 /// Decodes one record. The payload is a slice of `record` (no copy): decode records out of one
 /// batch buffer and a batch costs one allocation, not one per event.
 pub fn decode(record: &Bytes) -> Result<Event, DecodeError> {
-    let bytes: &[u8] = record;
+    decode_at(record, 0..record.len())
+}
+
+/// Decodes the record at `at` (within `buf`), the payload a slice of `buf`: a batch's records are
+/// decoded in place, each taking one reference on the batch (its payload's), not a second for itself.
+pub(crate) fn decode_at(buf: &Bytes, at: Range<usize>) -> Result<Event, DecodeError> {
+    let bytes: &[u8] = &buf[at.clone()];
     let hdr: wire::Header = read(bytes, "common")?;
     let kind = match hdr.kind {
         wire::KIND_OPEN => {
@@ -72,7 +79,7 @@ pub fn decode(record: &Bytes) -> Result<Event, DecodeError> {
                 syscall,
                 direction,
                 byte_count: ev.byte_count,
-                payload: Payload(record.slice(start..start + ev.captured_len as usize)),
+                payload: Payload(buf.slice(at.start + start..at.start + start + ev.captured_len as usize)),
                 truncated: ev.flags & wire::FLAG_TRUNCATED != 0,
                 peer_from_msg: ev.flags & wire::FLAG_PEER_FROM_MSG != 0,
                 payload_stale: false,
