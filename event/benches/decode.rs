@@ -5,41 +5,11 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use strata_event::batch::RecordBatch;
-use strata_event::decode::as_bytes;
-use strata_event::wire;
-
-/// A received HTTP response of `payload` bytes, as the probes write it.
-fn data_record(payload: usize) -> Vec<u8> {
-    let mut ev = wire::DataEvent::default();
-    ev.hdr.kind = wire::KIND_DATA;
-    ev.hdr.tgid = 42;
-    ev.hdr.tid = 42;
-    ev.hdr.fd = 7;
-    ev.hdr.sock_id = 777;
-    ev.hdr.ts_ns = 2_000;
-    ev.hdr.comm[..3].copy_from_slice(b"wrk");
-    let mut addr = [0u8; 16];
-    addr[..4].copy_from_slice(&[127, 0, 0, 1]);
-    ev.sock = wire::Socket {
-        protocol: wire::IPPROTO_TCP,
-        role: 1,
-        _pad0: 0,
-        local: wire::Endpoint { family: wire::AF_INET, port: 40000, addr },
-        remote: wire::Endpoint { family: wire::AF_INET, port: 80, addr },
-    };
-    ev.enter_ns = 1_000;
-    ev.byte_count = payload as u64;
-    ev.captured_len = payload as u32;
-    ev.syscall = 1;
-    ev.direction = 2;
-    let mut bytes = as_bytes(&ev);
-    bytes.resize(bytes.len() + payload, b'x');
-    bytes
-}
+use strata_event::testkit::data_record;
 
 fn decode_batches(c: &mut Criterion) {
     const RECORDS: usize = 4096;
-    let record = data_record(200);
+    let record = data_record(&[b'x'; 200], 200, 0);
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Elements(RECORDS as u64));
     group.bench_function("batch of 4096 data records", |b| {

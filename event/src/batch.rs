@@ -60,34 +60,26 @@ impl RecordBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::as_bytes;
     use crate::event::EventKind;
-    use crate::wire;
+    use crate::testkit::data_record;
 
-    fn data_record(fd: i32, payload: &[u8]) -> Vec<u8> {
-        let mut ev = wire::DataEvent::default();
-        ev.hdr.kind = wire::KIND_DATA;
-        ev.hdr.fd = fd;
-        ev.sock.protocol = wire::IPPROTO_TCP;
-        ev.sock.local.family = wire::AF_INET;
-        ev.sock.remote.family = wire::AF_INET;
-        ev.byte_count = payload.len() as u64;
-        ev.captured_len = payload.len() as u32;
-        ev.syscall = 1;
-        ev.direction = 1;
-        let mut bytes = as_bytes(&ev);
-        bytes.extend_from_slice(payload);
-        bytes
+    /// testkit's data record on another fd.
+    fn on_fd(fd: i32, payload: &[u8]) -> Vec<u8> {
+        let mut rec = data_record(payload, payload.len() as u64, 0);
+        // The header leads the record.
+        let at = std::mem::offset_of!(crate::wire::Header, fd);
+        rec[at..at + 4].copy_from_slice(&fd.to_ne_bytes());
+        rec
     }
 
     #[test]
     fn each_record_decodes_from_its_own_place_and_a_bad_one_is_counted() {
         let mut batch = RecordBatch::default();
-        batch.push(&data_record(3, b"GET / HTTP/1.1\r\n"));
-        let mut unknown = data_record(4, b"lost");
+        batch.push(&on_fd(3, b"GET / HTTP/1.1\r\n"));
+        let mut unknown = on_fd(4, b"lost");
         unknown[0] = 99; // the header's kind
         batch.push(&unknown);
-        batch.push(&data_record(5, b"HTTP/1.1 200 OK\r\n"));
+        batch.push(&on_fd(5, b"HTTP/1.1 200 OK\r\n"));
         let (mut out, mut undecodable) = (vec![], 0);
         batch.decode_counting(&mut out, &mut undecodable);
         assert_eq!(undecodable, 1);

@@ -5,6 +5,8 @@
 pub mod batch;
 pub mod decode;
 pub mod event;
+#[doc(hidden)]
+pub mod testkit;
 pub mod wire;
 
 pub use batch::RecordBatch;
