@@ -138,16 +138,15 @@ impl Capturer {
     }
 }
 
+/// `strata run` as operators run it (no record output, Prometheus on), on `tier_args`.
+fn strata_args<'a>(tier_args: &[&'a str], listen: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    [&["run", "--output", "none"][..], tier_args, &["--prometheus-listen", listen][..], extra].concat()
+}
+
 fn start(mode: &str, extra: &[&str]) -> Option<Capturer> {
     let listen = format!("127.0.0.1:{}", free_port());
-    if mode == "baseline" || mode == "baseline+stats" {
-        let bin = std::env::var_os("BASELINE").expect("the baseline modes need BASELINE=/path/to/strata");
-        let args = [&["run", "--output", "none", "--tier", "core", "--prometheus-listen", &listen][..], extra].concat();
-        return Some(Capturer::Strata(Agent::start_exporting_binary(std::path::Path::new(&bin), &args)));
-    }
-    let strata = |tier: &str| {
-        let args = [&["run", "--output", "none", "--tier", tier, "--prometheus-listen", &listen][..], extra].concat();
-        Some(Capturer::Strata(Agent::start_exporting(&args, &[])))
+    let strata = |tier_args: &[&str]| {
+        Some(Capturer::Strata(Agent::start_exporting(&strata_args(tier_args, &listen, extra), &[])))
     };
     match mode {
         "off" => None,
@@ -155,17 +154,14 @@ fn start(mode: &str, extra: &[&str]) -> Option<Capturer> {
             let floor = probes_core::hooks_floor::attach().unwrap_or_else(|e| panic!("hooks-only: {e}"));
             Some(Capturer::HooksOnly(floor))
         }
-        "core" | "core+stats" => strata("core"),
-        "per-syscall" | "per-syscall+stats" => {
-            let args = [
-                &["run", "--output", "none", "--tier", "core", "--syscall-hooks", "per-syscall"][..],
-                &["--prometheus-listen", &listen][..],
-                extra,
-            ]
-            .concat();
-            Some(Capturer::Strata(Agent::start_exporting(&args, &[])))
+        "baseline" | "baseline+stats" => {
+            let bin = std::env::var_os("BASELINE").expect("the baseline modes need BASELINE=/path/to/strata");
+            let args = strata_args(&["--tier", "core"], &listen, extra);
+            Some(Capturer::Strata(Agent::start_exporting_binary(std::path::Path::new(&bin), &args)))
         }
-        "perf-event" => strata("perf-event"),
+        "core" | "core+stats" => strata(&["--tier", "core"]),
+        "per-syscall" | "per-syscall+stats" => strata(&["--tier", "core", "--syscall-hooks", "per-syscall"]),
+        "perf-event" => strata(&["--tier", "perf-event"]),
         "tcpdump" => {
             let child = Command::new(require_tool("tcpdump", "tcpdump"))
                 .args(["-i", "lo", "-s", "4096", "-w", "/dev/null"])
